@@ -1,0 +1,225 @@
+/**
+ * The gateway (moleculer-web): the REST contract of shared/API.md under /api/v1, health,
+ * OpenAPI and docs. It authenticates (JWT), applies rate limits and the error shape; the owning
+ * services authorise again on their side.
+ */
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Context, ServiceSchema } from "moleculer";
+import ApiGateway from "moleculer-web";
+import { config } from "../../config";
+import { type AuthRule, checkAccess } from "../../lib/access";
+import { UnauthorizedError } from "../../lib/errors";
+import { toErrorBody } from "../../lib/http-errors";
+import { buildOpenApi, renderDocsPage } from "../../lib/openapi";
+import { FixedWindowLimiter } from "../../lib/rate-limit";
+import { verifyAccessToken } from "../../lib/tokens";
+import { AUTH_LIMITED_ACTIONS, PUBLIC_ROUTES } from "./routes";
+
+type Req = IncomingMessage & { $action?: { name: string; auth?: AuthRule; roles?: string[] }; $ctx?: Context; body?: unknown };
+type Res = ServerResponse & { $ctx?: Context };
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
+
+/** Clients may send bodies only as JSON; anything else is 415 before it reaches an action. */
+function requireJson(req: IncomingMessage, _res: ServerResponse, next: (err?: unknown) => void): void {
+	const hasBody = Number(req.headers["content-length"] ?? 0) > 0 || req.headers["transfer-encoding"] !== undefined;
+	const type = String(req.headers["content-type"] ?? "");
+	if (BODY_METHODS.has(req.method ?? "") && hasBody && !/^application\/(.+\+)?json\b/i.test(type)) {
+		next(Object.assign(new Error("Request body must be application/json"), { code: 415, type: "UNSUPPORTED_MEDIA_TYPE", name: "UnsupportedMediaTypeError" }));
+		return;
+	}
+	next();
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+	if (res.headersSent) return;
+	res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", ...headers });
+	res.end(JSON.stringify(body));
+}
+
+const c = config();
+
+const ApiService: ServiceSchema = {
+	name: "api",
+	mixins: [ApiGateway],
+
+	settings: {
+		port: c.PORT,
+		ip: c.HOST,
+		// Requests are logged with their request id by our own hook; moleculer-web's lines would be noise.
+		logRequest: "debug",
+		logResponse: "debug",
+		log4XXResponses: false,
+		// The request id rides on every call and every log line of the request.
+		rootCallOptions(options: Record<string, unknown>, req: IncomingMessage, res: ServerResponse) {
+			const sent = req.headers["x-request-id"];
+			const id = typeof sent === "string" && REQUEST_ID.test(sent) ? sent : randomUUID();
+			options.requestID = id;
+			res.setHeader("X-Request-Id", id);
+		},
+		cors: c.CORS_ORIGINS.length
+			? {
+					origin: c.CORS_ORIGINS,
+					methods: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+					allowedHeaders: ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"],
+					exposedHeaders: ["X-Request-Id", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"],
+					credentials: false,
+					maxAge: 600,
+				}
+			: false,
+		routes: [
+			{
+				path: "/api/v1",
+				aliases: PUBLIC_ROUTES,
+				mappingPolicy: "restrict",
+				authentication: true,
+				authorization: true,
+				bodyParsers: { json: { limit: c.BODY_LIMIT, strict: true }, urlencoded: false },
+				use: [requireJson],
+				callOptions: {},
+				onBeforeCall(this: any, ctx: Context<unknown, any>, _route: unknown, req: Req) {
+					const key = req.headers["idempotency-key"];
+					if (typeof key === "string") ctx.meta.idempotencyKey = key;
+					else if (key !== undefined) ctx.meta.idempotencyKey = "";
+				},
+				onAfterCall(this: any, ctx: Context<unknown, any>, _route: unknown, _req: Req, res: Res, data: unknown) {
+					if (ctx.meta.$statusCode === 204) return null;
+					return data;
+				},
+			},
+			{
+				path: "/api",
+				aliases: { "GET /openapi.json": "api.openapi", "GET /docs": "api.docs" },
+				mappingPolicy: "restrict",
+				bodyParsers: false,
+			},
+			{
+				path: "/health",
+				aliases: { "GET /live": "api.live", "GET /ready": "api.ready" },
+				mappingPolicy: "restrict",
+				bodyParsers: false,
+			},
+		],
+		onError(this: any, req: Req, res: Res, err: any) {
+			const body = toErrorBody(err);
+			const requestId = String(res.getHeader("X-Request-Id") ?? "");
+			if (body.code >= 500) {
+				this.logger.error(`${req.method} ${req.url} failed`, { requestId, err: err?.message, type: err?.type, stack: err?.stack });
+			}
+			const headers: Record<string, string> = {};
+			if (body.code === 503 || body.code === 429) headers["Retry-After"] = String(err?.retryAfter ?? (body.code === 503 ? 2 : 1));
+			sendJson(res, body.code, body, headers);
+		},
+	},
+
+	actions: {
+		// The gateway's own entry must not be retried, queued or tripped: each of those would turn
+		// a real answer (a 500 or a slow call) into a 404/429 for an unrelated request.
+		rest: {
+			retryPolicy: { enabled: false },
+			bulkhead: { enabled: false },
+			circuitBreaker: { enabled: false },
+			timeout: 0,
+		} as any,
+
+		live: {
+			auth: "public",
+			handler() {
+				return { status: "ok" };
+			},
+		},
+
+		ready: {
+			auth: "public",
+			async handler(this: any, ctx: Context<unknown, any>) {
+				const report = await this.readiness();
+				ctx.meta.$statusCode = report.status === "ok" ? 200 : 503;
+				return report;
+			},
+		},
+
+		openapi: {
+			auth: "public",
+			handler(this: any) {
+				return buildOpenApi(PUBLIC_ROUTES, name => this.broker.registry.getActionList({ skipInternal: true, withEndpoints: false }).find((a: any) => a.name === name)?.action);
+			},
+		},
+
+		docs: {
+			auth: "public",
+			handler(this: any, ctx: Context<unknown, any>) {
+				ctx.meta.$responseType = "text/html; charset=utf-8";
+				return renderDocsPage(buildOpenApi(PUBLIC_ROUTES, () => undefined));
+			},
+		},
+	},
+
+	methods: {
+		/** Verifies the bearer token locally (signature, algorithm, expiry, issuer, audience), then asks `auth` whether its session is still alive. */
+		async authenticate(this: any, ctx: Context<unknown, any>, _route: unknown, req: Req) {
+			const header = req.headers.authorization;
+			if (!header) return null;
+			const m = /^Bearer\s+(\S+)$/i.exec(header);
+			if (!m) throw new UnauthorizedError("Malformed Authorization header", "INVALID_TOKEN");
+			const claims = verifyAccessToken(m[1]);
+			const active: boolean = await ctx.call("auth.sessionActive", { sid: claims.sid });
+			if (!active) throw new UnauthorizedError("Session revoked", "SESSION_REVOKED");
+			return { id: claims.sub, typ: claims.typ, roles: claims.roles, sid: claims.sid };
+		},
+
+		authorize(this: any, ctx: Context<unknown, any>, _route: unknown, req: Req, res: Res) {
+			const action = req.$action;
+			this.applyRateLimit(ctx, req, res, action?.name ?? "");
+			checkAccess(ctx.meta.user ?? undefined, action?.auth ?? "any", action?.roles ?? []);
+		},
+
+		applyRateLimit(this: any, ctx: Context<unknown, any>, req: Req, res: Res, actionName: string) {
+			const strict = AUTH_LIMITED_ACTIONS.has(actionName);
+			const limiter: FixedWindowLimiter = strict ? this.authLimiter : this.limiter;
+			const key = `${strict ? "auth" : "all"}:${ctx.meta.user?.id ? `user:${ctx.meta.user.id}` : `ip:${this.clientAddress(req)}`}`;
+			const d = limiter.hit(key);
+			res.setHeader("X-RateLimit-Limit", String(d.limit));
+			res.setHeader("X-RateLimit-Remaining", String(d.remaining));
+			if (!d.allowed) {
+				throw Object.assign(new Error("Too many requests, slow down"), { code: 429, type: "RATE_LIMITED", name: "RateLimitError", retryAfter: d.resetInS });
+			}
+		},
+
+		/** The socket address; forwarded headers only from a proxy we were told to trust. */
+		clientAddress(req: Req): string {
+			if (c.TRUST_PROXY) {
+				const fwd = req.headers["x-forwarded-for"];
+				const first = (Array.isArray(fwd) ? fwd[0] : fwd)?.split(",")[0]?.trim();
+				if (first) return first;
+			}
+			return req.socket.remoteAddress ?? "unknown";
+		},
+
+		/** This node's services, their databases and the transporter. */
+		async readiness(this: any) {
+			const down: string[] = [];
+			const transit = this.broker.transit;
+			if (transit && !transit.connected) down.push("transporter");
+			for (const svc of this.broker.services as any[]) {
+				if (svc.sequelize) {
+					try {
+						await svc.sequelize.query("SELECT 1");
+					} catch (err) {
+						down.push(`${svc.name}:database`);
+						this.logger.warn(`Readiness: ${svc.name} database unreachable`, (err as Error).message);
+					}
+				}
+			}
+			return { status: down.length ? "unavailable" : "ok", nodeID: this.broker.nodeID, services: this.broker.services.map((s: any) => s.name), down };
+		},
+	},
+
+	created(this: any) {
+		this.limiter = new FixedWindowLimiter(c.RATE_LIMIT_MAX, c.RATE_LIMIT_WINDOW_MS);
+		this.authLimiter = new FixedWindowLimiter(c.AUTH_RATE_LIMIT_MAX, c.RATE_LIMIT_WINDOW_MS);
+	},
+};
+
+export default ApiService;

@@ -1,0 +1,16 @@
+// The platform's own action properties, read by the gateway and the access mixin.
+import type { AuthRule } from "../lib/access";
+
+declare module "../node_modules/moleculer/src/service" {
+	interface ActionSchema<TThis> {
+		/** Who may call it: "public", "any" signed-in user, "customer" or "admin". */
+		auth?: AuthRule;
+		/** Admin roles, any one of which is enough (superadmin has them all). */
+		roles?: string[];
+		/** Augmentation must repeat the type parameter; this marks it used. */
+		readonly __thisType?: TThis;
+	}
+	interface ServiceSettingSchema {
+		[key: string]: any;
+	}
+}
