@@ -35,7 +35,11 @@ const CLIENT_TYPES: Record<number, [string, string]> = {
 
 function validationData(data: unknown): { field: string; message: string }[] {
 	if (!Array.isArray(data)) return [];
-	return data.map((d: any) => ({ field: String(d?.field ?? ""), message: String(d?.message ?? "invalid") }));
+	return data.map((d: any) =>
+		d?.type === "objectStrict"
+			? { field: String(d.actual ?? ""), message: `Unknown field(s): ${d.actual}` }
+			: { field: String(d?.field ?? ""), message: String(d?.message ?? "invalid") },
+	);
 }
 
 /** Maps any error (Moleculer, moleculer-web, body parser, ours) to the public shape. */
