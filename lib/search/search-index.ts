@@ -1,0 +1,190 @@
+/**
+ * The search read model: an in-memory full-text index (MiniSearch) over product documents, with
+ * typo tolerance (edit distance 1), prefix completion, filters, facets with counts, sort and
+ * pagination. Pure: the search service feeds it from events and persists the documents.
+ */
+import MiniSearch from "minisearch";
+
+export interface SearchDoc {
+	id: string;
+	sku: string;
+	name: string;
+	description: string;
+	brand: string;
+	categoryId: string;
+	categorySlug: string;
+	categoryName: string;
+	priceAmount: number;
+	currency: string;
+	createdAt: string;
+	inStock: boolean;
+	ratingAverage: number | null;
+	ratingCount: number;
+}
+
+export type SearchSort = "relevance" | "price" | "-price" | "name" | "-name" | "-createdAt" | "-rating";
+
+export interface SearchQuery {
+	q?: string;
+	category?: string;
+	brand?: string;
+	minPrice?: number;
+	maxPrice?: number;
+	inStock?: boolean;
+	sort?: SearchSort;
+	page: number;
+	pageSize: number;
+}
+
+export interface FacetValue {
+	value: string;
+	count: number;
+}
+
+export interface SearchResult {
+	items: SearchDoc[];
+	total: number;
+	page: number;
+	pageSize: number;
+	facets: { category: FacetValue[]; brand: FacetValue[]; price: FacetValue[]; inStock: FacetValue[] };
+}
+
+/** Price buckets in minor units: [label, from (inclusive), to (exclusive)]. */
+export const PRICE_BUCKETS: [string, number, number][] = [
+	["0-25", 0, 2500],
+	["25-50", 2500, 5000],
+	["50-100", 5000, 10000],
+	["100-250", 10000, 25000],
+	["250+", 25000, Number.MAX_SAFE_INTEGER],
+];
+
+const priceBucket = (amount: number) => PRICE_BUCKETS.find(([, from, to]) => amount >= from && amount < to)?.[0] ?? "250+";
+
+/** Typos within edit distance 1, but not on very short words where that matches nearly anything. */
+const fuzzyFor = (term: string) => (term.length >= 4 ? 1 : 0);
+
+type Dimension = "category" | "brand" | "price" | "inStock";
+
+export class ProductSearchIndex {
+	private readonly docs = new Map<string, SearchDoc>();
+	private readonly text = new MiniSearch<SearchDoc>({
+		fields: ["name", "brand", "categoryName", "description", "sku"],
+		storeFields: [],
+		searchOptions: { boost: { name: 4, brand: 2, categoryName: 1.5, sku: 3 }, combineWith: "AND" },
+	});
+
+	get size(): number {
+		return this.docs.size;
+	}
+
+	get(id: string): SearchDoc | undefined {
+		return this.docs.get(id);
+	}
+
+	upsert(doc: SearchDoc): void {
+		if (this.docs.has(doc.id)) this.text.discard(doc.id);
+		this.docs.set(doc.id, doc);
+		this.text.add(doc);
+	}
+
+	remove(id: string): void {
+		if (!this.docs.has(id)) return;
+		this.text.discard(id);
+		this.docs.delete(id);
+	}
+
+	/** Non-text fields (stock, rating) change without re-indexing the text. */
+	patch(id: string, fields: Partial<Pick<SearchDoc, "inStock" | "ratingAverage" | "ratingCount">>): void {
+		const doc = this.docs.get(id);
+		if (doc) this.docs.set(id, { ...doc, ...fields });
+	}
+
+	findBySku(sku: string): SearchDoc | undefined {
+		for (const d of this.docs.values()) if (d.sku === sku) return d;
+		return undefined;
+	}
+
+	clear(): void {
+		this.text.removeAll();
+		this.docs.clear();
+	}
+
+	search(query: SearchQuery): SearchResult {
+		const q = query.q?.trim();
+		let matches: { doc: SearchDoc; score: number }[];
+		if (q) {
+			matches = this.text
+				.search(q, { fuzzy: fuzzyFor, prefix: (_t, i, terms) => i === terms.length - 1 })
+				.map(r => ({ doc: this.docs.get(String(r.id))!, score: r.score }))
+				.filter(m => m.doc);
+		} else {
+			matches = [...this.docs.values()].map(doc => ({ doc, score: 0 }));
+		}
+
+		const passes = (doc: SearchDoc, except?: Dimension) =>
+			(except === "category" || !query.category || doc.categoryId === query.category || doc.categorySlug === query.category) &&
+			(except === "brand" || !query.brand || doc.brand.toLowerCase() === query.brand.toLowerCase()) &&
+			(except === "price" || query.minPrice === undefined || doc.priceAmount >= query.minPrice) &&
+			(except === "price" || query.maxPrice === undefined || doc.priceAmount <= query.maxPrice) &&
+			(except === "inStock" || query.inStock === undefined || doc.inStock === query.inStock);
+
+		const hits = matches.filter(m => passes(m.doc));
+		const sort = query.sort ?? (q ? "relevance" : "name");
+		hits.sort(comparator(sort));
+
+		const start = (query.page - 1) * query.pageSize;
+		return {
+			items: hits.slice(start, start + query.pageSize).map(m => m.doc),
+			total: hits.length,
+			page: query.page,
+			pageSize: query.pageSize,
+			// Each facet counts with every filter but its own, so a chosen value's alternatives stay visible.
+			facets: {
+				category: facet(matches, m => passes(m.doc, "category"), d => d.categorySlug),
+				brand: facet(matches, m => passes(m.doc, "brand"), d => d.brand),
+				price: facet(matches, m => passes(m.doc, "price"), d => priceBucket(d.priceAmount), PRICE_BUCKETS.map(b => b[0])),
+				inStock: facet(matches, m => passes(m.doc, "inStock"), d => String(d.inStock)),
+			},
+		};
+	}
+
+	/** Prefix completion on product names, best first. */
+	suggest(prefix: string, limit = 10): { id: string; name: string }[] {
+		const q = prefix.trim();
+		if (!q) return [];
+		return this.text
+			.search(q, { fields: ["name", "brand"], prefix: true, fuzzy: false, combineWith: "AND" })
+			.slice(0, limit)
+			.map(r => this.docs.get(String(r.id))!)
+			.filter(Boolean)
+			.map(d => ({ id: d.id, name: d.name }));
+	}
+}
+
+function comparator(sort: SearchSort): (a: { doc: SearchDoc; score: number }, b: { doc: SearchDoc; score: number }) => number {
+	const byName = (a: SearchDoc, b: SearchDoc) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id);
+	switch (sort) {
+		case "price":
+			return (a, b) => a.doc.priceAmount - b.doc.priceAmount || byName(a.doc, b.doc);
+		case "-price":
+			return (a, b) => b.doc.priceAmount - a.doc.priceAmount || byName(a.doc, b.doc);
+		case "name":
+			return (a, b) => byName(a.doc, b.doc);
+		case "-name":
+			return (a, b) => byName(b.doc, a.doc);
+		case "-createdAt":
+			return (a, b) => b.doc.createdAt.localeCompare(a.doc.createdAt) || byName(a.doc, b.doc);
+		case "-rating":
+			return (a, b) => (b.doc.ratingAverage ?? -1) - (a.doc.ratingAverage ?? -1) || byName(a.doc, b.doc);
+		default:
+			return (a, b) => b.score - a.score || byName(a.doc, b.doc);
+	}
+}
+
+function facet<T extends { doc: SearchDoc }>(matches: T[], keep: (m: T) => boolean, key: (d: SearchDoc) => string, order?: string[]): FacetValue[] {
+	const counts = new Map<string, number>();
+	for (const m of matches) if (keep(m)) counts.set(key(m.doc), (counts.get(key(m.doc)) ?? 0) + 1);
+	const values = [...counts].map(([value, count]) => ({ value, count }));
+	if (order) return values.sort((a, b) => order.indexOf(a.value) - order.indexOf(b.value));
+	return values.sort((a, b) => b.count - a.count || a.value.localeCompare(b.value));
+}
