@@ -26,6 +26,9 @@ export interface ProductSnapshot {
 	status: "active" | "draft" | "archived";
 	attributes: Record<string, unknown>;
 	createdAt: string;
+	/** Consumers ignore a snapshot older than the one they hold (events may arrive out of order). */
+	updatedAt: string;
+	weightGrams: number;
 	rating: { average: number; count: number } | null;
 }
 
