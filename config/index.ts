@@ -64,6 +64,18 @@ const schema = z.object({
 
 	SEED_DEMO: bool.optional(),
 	TEST_FAULTS: z.string().default(""),
+
+	// Durable events (docs/EVENTS.md): a handler that fails is retried with exponential backoff
+	// from EVENTS_RETRY_BASE_MS up to EVENTS_RETRY_MAX_MS, and dead-lettered after EVENTS_MAX_ATTEMPTS.
+	EVENTS_MAX_ATTEMPTS: int(1, 1000).default(5),
+	EVENTS_RETRY_BASE_MS: int(10, 3_600_000).default(1000),
+	EVENTS_RETRY_MAX_MS: int(10, 86_400_000).default(60_000),
+	// The outbox relay's periodic pass (it is also kicked after every commit that recorded events).
+	EVENTS_POLL_MS: int(20, 600_000).default(1000),
+	// Published outbox rows and JetStream messages are kept this long; inbox records twice as long.
+	EVENTS_RETENTION_HOURS: int(1, 24 * 365).default(168),
+	// JetStream redelivers a message not acknowledged within this time (handlers signal progress).
+	EVENTS_ACK_WAIT_MS: int(1000, 600_000).default(30_000),
 });
 
 type Env = z.infer<typeof schema>;

@@ -1,0 +1,284 @@
+/**
+ * Search: a read model of the catalog built only from events (products, stock, ratings) plus a
+ * `reindex` that rebuilds it from the catalog. Documents persist in the service's own database;
+ * each replica keeps an in-memory index and follows the table, so all replicas converge within a
+ * second whichever of them handled an event.
+ */
+import type { Context, Service, ServiceSchema } from "moleculer";
+import { DataTypes, Op, type Transaction } from "sequelize";
+import { config } from "../../config";
+import type { DomainEvent, ProductSnapshot } from "../../lib/events";
+import { ProductSearchIndex, type SearchDoc, type SearchSort } from "../../lib/search/search-index";
+import { AccessMixin } from "../../mixins/access.mixin";
+import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
+import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
+
+const migrations: Migration[] = [
+	{
+		name: "001-search-documents",
+		async up(qi, T) {
+			await qi.createTable("search_documents", {
+				id: { type: T.STRING(36), primaryKey: true },
+				sku: { type: T.STRING(64), allowNull: false },
+				status: { type: T.STRING(16), allowNull: false },
+				doc: { type: T.JSON, allowNull: false },
+				source_updated_at: { type: T.STRING(32), allowNull: false },
+				updated_at: { type: T.DATE(3), allowNull: false },
+			});
+			await qi.addIndex("search_documents", ["updated_at"]);
+			await qi.addIndex("search_documents", ["sku"]);
+			await qi.createTable("search_stock", {
+				sku: { type: T.STRING(64), primaryKey: true },
+				in_stock: { type: T.BOOLEAN, allowNull: false },
+				updated_at: { type: T.DATE(3), allowNull: false },
+			});
+			await qi.createTable("search_ratings", {
+				product_id: { type: T.STRING(36), primaryKey: true },
+				average: { type: T.FLOAT, allowNull: false },
+				count: { type: T.INTEGER, allowNull: false },
+				updated_at: { type: T.DATE(3), allowNull: false },
+			});
+		},
+	},
+	...inboxMigrations,
+];
+
+const SORTS: SearchSort[] = ["relevance", "price", "-price", "name", "-name", "-createdAt", "-rating"];
+/** Rows committed in the same millisecond as the last poll are read again rather than missed. */
+const POLL_OVERLAP_MS = 2000;
+
+type Svc = Service & DbMethods & {
+	index: ProductSearchIndex;
+	stock: Map<string, boolean>;
+	ratings: Map<string, { average: number; count: number }>;
+	lastPoll: Date;
+	pollTimer?: NodeJS.Timeout;
+	[k: string]: any;
+};
+
+function toDoc(p: ProductSnapshot): SearchDoc {
+	return {
+		id: p.productId,
+		sku: p.sku,
+		name: p.name,
+		description: p.description,
+		brand: p.brand,
+		categoryId: p.categoryId,
+		categorySlug: p.categorySlug,
+		categoryName: p.categoryName,
+		priceAmount: p.price.amount,
+		currency: p.price.currency,
+		createdAt: p.createdAt,
+		inStock: false,
+		ratingAverage: p.rating?.average ?? null,
+		ratingCount: p.rating?.count ?? 0,
+	};
+}
+
+function publicItem(d: SearchDoc) {
+	return {
+		id: d.id,
+		sku: d.sku,
+		name: d.name,
+		brand: d.brand,
+		categoryId: d.categoryId,
+		price: { amount: d.priceAmount, currency: d.currency },
+		inStock: d.inStock,
+		rating: d.ratingCount ? { average: d.ratingAverage, count: d.ratingCount } : null,
+	};
+}
+
+const SearchService: ServiceSchema<any, any, any, Svc> = {
+	name: "search",
+	mixins: [
+		DbMixin({
+			name: "search",
+			migrations,
+			models: s => ({
+				Document: s.define("SearchDocument", { id: { type: DataTypes.STRING(36), primaryKey: true }, sku: DataTypes.STRING(64), status: DataTypes.STRING(16), doc: DataTypes.JSON, source_updated_at: DataTypes.STRING(32), updated_at: DataTypes.DATE(3) }, { tableName: "search_documents", timestamps: false }),
+				Stock: s.define("SearchStock", { sku: { type: DataTypes.STRING(64), primaryKey: true }, in_stock: DataTypes.BOOLEAN, updated_at: DataTypes.DATE(3) }, { tableName: "search_stock", timestamps: false }),
+				Rating: s.define("SearchRating", { product_id: { type: DataTypes.STRING(36), primaryKey: true }, average: DataTypes.FLOAT, count: DataTypes.INTEGER, updated_at: DataTypes.DATE(3) }, { tableName: "search_ratings", timestamps: false }),
+			}),
+		}),
+		ConsumerMixin,
+		AccessMixin,
+	],
+
+	settings: { pollIntervalMs: 1000 },
+
+	actions: {
+		search: {
+			auth: "public",
+			params: {
+				q: "string|max:200|optional",
+				category: "string|max:100|optional",
+				brand: "string|max:80|optional",
+				minPrice: "number|integer|min:0|max:100000000|convert|optional",
+				maxPrice: "number|integer|min:0|max:100000000|convert|optional",
+				inStock: "boolean|convert|optional",
+				sort: { type: "enum", values: SORTS, optional: true },
+				page: "number|integer|convert|optional",
+				pageSize: "number|integer|convert|optional",
+			},
+			handler(this: Svc, ctx: Context<any>) {
+				const p = ctx.params;
+				const result = this.index.search({
+					...p,
+					page: Math.max(1, Math.min(p.page ?? 1, 1_000_000)),
+					pageSize: Math.max(1, Math.min(p.pageSize ?? 20, 100)),
+				});
+				return { ...result, items: result.items.map(publicItem) };
+			},
+		},
+
+		suggest: {
+			auth: "public",
+			params: { q: "string|max:100" },
+			handler(this: Svc, ctx: Context<{ q: string }>) {
+				return { items: this.index.suggest(ctx.params.q, 10) };
+			},
+		},
+
+		reindex: {
+			auth: "admin",
+			roles: ["catalog"],
+			async handler(this: Svc, ctx: Context) {
+				return { indexed: await this.rebuildFromCatalog(ctx) };
+			},
+		},
+	},
+
+	subscriptions: {
+		"catalog.product.created"(this: Svc, e: DomainEvent<"catalog.product.created">, t: Transaction) {
+			return this.storeProduct(e, t);
+		},
+		"catalog.product.updated"(this: Svc, e: DomainEvent<"catalog.product.updated">, t: Transaction) {
+			return this.storeProduct(e, t);
+		},
+		async "catalog.product.archived"(this: Svc, e: DomainEvent<"catalog.product.archived">, t: Transaction) {
+			await this.models.Document.update({ status: "archived", updated_at: new Date() }, { where: { id: e.productId }, transaction: t });
+			t.afterCommit(() => this.index.remove(e.productId));
+		},
+		async "warehouse.stock.changed"(this: Svc, e: DomainEvent<"warehouse.stock.changed">, t: Transaction) {
+			const inStock = e.totalAvailable > 0;
+			await this.models.Stock.upsert({ sku: e.sku, in_stock: inStock, updated_at: new Date() }, { transaction: t });
+			t.afterCommit(() => this.applyStock(e.sku, inStock));
+		},
+		async "reviews.review.published"(this: Svc, e: DomainEvent<"reviews.review.published">, t: Transaction) {
+			await this.models.Rating.upsert({ product_id: e.productId, average: e.summary.average, count: e.summary.count, updated_at: new Date() }, { transaction: t });
+			t.afterCommit(() => this.applyRating(e.productId, e.summary));
+		},
+	},
+
+	methods: {
+		/** Keeps the newest snapshot of a product; an older one arriving late changes nothing. */
+		async storeProduct(this: Svc, p: ProductSnapshot, t: Transaction) {
+			const existing: any = await this.models.Document.findByPk(p.productId, { transaction: t });
+			if (existing && existing.source_updated_at > p.updatedAt) return;
+			const status = p.status === "active" ? "active" : "archived";
+			const row = { id: p.productId, sku: p.sku, status, doc: toDoc(p), source_updated_at: p.updatedAt, updated_at: new Date() };
+			await this.models.Document.upsert(row, { transaction: t });
+			t.afterCommit(() => this.applyDocument(row));
+		},
+
+		applyDocument(this: Svc, row: { id: string; status: string; doc: SearchDoc }) {
+			if (row.status !== "active") return this.index.remove(row.id);
+			const rating = this.ratings.get(row.id);
+			this.index.upsert({
+				...row.doc,
+				inStock: this.stock.get(row.doc.sku) ?? false,
+				ratingAverage: rating?.average ?? row.doc.ratingAverage,
+				ratingCount: rating?.count ?? row.doc.ratingCount,
+			});
+		},
+
+		applyStock(this: Svc, sku: string, inStock: boolean) {
+			this.stock.set(sku, inStock);
+			const doc = this.index.findBySku(sku);
+			if (doc) this.index.patch(doc.id, { inStock });
+		},
+
+		applyRating(this: Svc, productId: string, summary: { average: number; count: number }) {
+			this.ratings.set(productId, summary);
+			this.index.patch(productId, { ratingAverage: summary.average, ratingCount: summary.count });
+		},
+
+		/** Loads what changed since the last pass (all of it on the first). */
+		async followTable(this: Svc) {
+			const since = this.lastPoll;
+			const now = new Date();
+			const where = { updated_at: { [Op.gte]: since } };
+			const [stock, ratings, docs] = await Promise.all([
+				this.models.Stock.findAll({ where, raw: true }),
+				this.models.Rating.findAll({ where, raw: true }),
+				this.models.Document.findAll({ where, raw: true }),
+			]);
+			for (const s of stock as any[]) this.applyStock(s.sku, Boolean(s.in_stock));
+			for (const r of ratings as any[]) this.applyRating(r.product_id, { average: r.average, count: r.count });
+			for (const d of docs as any[]) this.applyDocument({ ...d, doc: typeof d.doc === "string" ? JSON.parse(d.doc) : d.doc });
+			this.lastPoll = new Date(now.getTime() - POLL_OVERLAP_MS);
+		},
+
+		/** Rebuilds every document from the catalog (active products), then follows events again. */
+		async rebuildFromCatalog(this: Svc, ctx: Context): Promise<number> {
+			const categories: { items: { id: string; slug: string; name: string }[] } = await ctx.call("catalog.categories");
+			const bySlug = new Map(categories.items.map(c => [c.id, c]));
+			let page = 1;
+			let indexed = 0;
+			for (;;) {
+				const res: any = await ctx.call("catalog.list", { page, pageSize: 100 });
+				for (const p of res.items) {
+					const cat = bySlug.get(p.categoryId);
+					const snapshot: ProductSnapshot = {
+						productId: p.id,
+						sku: p.sku,
+						name: p.name,
+						description: p.description ?? "",
+						brand: p.brand,
+						categoryId: p.categoryId,
+						categorySlug: cat?.slug ?? "",
+						categoryName: cat?.name ?? "",
+						price: p.price,
+						status: "active",
+						attributes: p.attributes ?? {},
+						createdAt: p.createdAt ?? new Date(0).toISOString(),
+						updatedAt: p.updatedAt ?? new Date().toISOString(),
+						weightGrams: p.weightGrams ?? 0,
+						rating: p.rating ?? null,
+					};
+					await this.transaction(t => this.storeProduct(snapshot, t));
+					indexed++;
+				}
+				if (page * 100 >= res.total || !res.items.length) break;
+				page++;
+			}
+			return indexed;
+		},
+	},
+
+	async started(this: Svc) {
+		this.index = new ProductSearchIndex();
+		this.stock = new Map();
+		this.ratings = new Map();
+		this.lastPoll = new Date(0);
+		await this.followTable();
+		this.pollTimer = setInterval(() => {
+			this.followTable().catch((err: Error) => this.logger.warn("Search index refresh failed; retrying", err.message));
+		}, this.settings.pollIntervalMs);
+		this.pollTimer.unref();
+		// A fresh index of an existing catalog (embedded first start, new cluster) fills itself.
+		if (this.index.size === 0 && config().SEED_DEMO) {
+			this.broker
+				.waitForServices(["catalog"], 30_000)
+				.then(() => this.rebuildFromCatalog(this.broker.ContextFactory.create(this.broker, null as any, {}, {})))
+				.then((n: number) => n && this.logger.info(`Search index built from the catalog: ${n} products`))
+				.catch((err: Error) => this.logger.warn("Initial reindex from the catalog failed", err.message));
+		}
+	},
+
+	stopped(this: Svc) {
+		if (this.pollTimer) clearInterval(this.pollTimer);
+	},
+};
+
+export default SearchService;
