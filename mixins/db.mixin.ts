@@ -174,3 +174,16 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 }
 
 export type DbContext = Context;
+
+/** JSON columns come back parsed from PostgreSQL but as text from SQLite when read `raw`. */
+export function jsonColumn<T>(value: unknown, fallback: T): T {
+	if (value == null) return fallback;
+	if (typeof value === "string") {
+		try {
+			return JSON.parse(value) as T;
+		} catch {
+			return fallback;
+		}
+	}
+	return value as T;
+}

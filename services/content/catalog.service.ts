@@ -1,0 +1,393 @@
+/**
+ * Catalog: products, categories, prices (minor units) and rating summaries. Every change records
+ * a catalog.product.* event in the same transaction (outbox). Product pages add live rating and
+ * availability, degrading to null when the reviews or warehouse service cannot answer.
+ */
+import type { Context, Service, ServiceSchema } from "moleculer";
+import { DataTypes, Op, type Transaction, type WhereOptions } from "sequelize";
+import { config } from "../../config";
+import { isAdmin } from "../../lib/access";
+import { DEMO_CATEGORIES, DEMO_PRODUCTS } from "../../lib/catalog/demo-data";
+import { PRODUCT_SORTS, type ProductSort, checkPriceRange, clampPaging, sortOrder, withDescendants } from "../../lib/catalog/query";
+import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
+import type { DomainEvent, ProductSnapshot } from "../../lib/events";
+import { AccessMixin } from "../../mixins/access.mixin";
+import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
+import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
+import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
+
+const migrations: Migration[] = [
+	{
+		name: "001-catalog",
+		async up(qi, T) {
+			await qi.createTable("categories", {
+				id: { type: T.STRING(36), primaryKey: true },
+				slug: { type: T.STRING(80), allowNull: false, unique: true },
+				name: { type: T.STRING(120), allowNull: false },
+				parent_id: { type: T.STRING(36), allowNull: true },
+			});
+			await qi.createTable("products", {
+				id: { type: T.STRING(36), primaryKey: true },
+				sku: { type: T.STRING(64), allowNull: false, unique: true },
+				name: { type: T.STRING(200), allowNull: false },
+				description: { type: T.TEXT, allowNull: false },
+				brand: { type: T.STRING(80), allowNull: false },
+				category_id: { type: T.STRING(36), allowNull: false },
+				price_amount: { type: T.INTEGER, allowNull: false },
+				currency: { type: T.STRING(3), allowNull: false },
+				attributes: { type: T.JSON, allowNull: false },
+				images: { type: T.JSON, allowNull: false },
+				weight_grams: { type: T.INTEGER, allowNull: false },
+				status: { type: T.STRING(16), allowNull: false },
+				rating_average: { type: T.FLOAT, allowNull: true },
+				rating_count: { type: T.INTEGER, allowNull: false, defaultValue: 0 },
+				created_at: { type: T.DATE(3), allowNull: false },
+				updated_at: { type: T.DATE(3), allowNull: false },
+			});
+			await qi.addIndex("products", ["status", "category_id"]);
+			await qi.addIndex("products", ["status", "price_amount"]);
+			await qi.addIndex("products", ["status", "name"]);
+			await qi.addIndex("products", ["status", "created_at"]);
+		},
+	},
+	...outboxMigrations,
+	...inboxMigrations,
+];
+
+type Svc = Service & DbMethods & OutboxMethods & { [k: string]: any };
+
+const productFields = {
+	name: "string|trim|min:1|max:200",
+	description: "string|max:5000",
+	brand: "string|trim|min:1|max:80",
+	categoryId: "string|max:64",
+	price: { type: "object", strict: true, props: { amount: "number|integer|min:0|max:100000000", currency: { type: "equal", value: "USD" } } },
+	attributes: { type: "record", key: "string|max:40", value: [{ type: "string", max: 200 }, { type: "number" }, { type: "boolean" }], optional: true },
+	images: { type: "array", items: "url|max:500", max: 20, optional: true },
+	weightGrams: "number|integer|min:1|max:100000",
+	status: { type: "enum", values: ["active", "draft"] },
+};
+const optional = (rules: Record<string, any>) =>
+	Object.fromEntries(Object.entries(rules).map(([k, r]) => [k, typeof r === "string" ? `${r}|optional` : { ...r, optional: true }]));
+
+/** What clients see of a product; never the row itself. */
+function publicProduct(p: any) {
+	return {
+		id: p.id,
+		sku: p.sku,
+		name: p.name,
+		description: p.description,
+		price: { amount: p.price_amount, currency: p.currency },
+		categoryId: p.category_id,
+		brand: p.brand,
+		attributes: jsonColumn<Record<string, unknown>>(p.attributes, {}),
+		images: jsonColumn<string[]>(p.images, []),
+		weightGrams: p.weight_grams,
+		status: p.status,
+		createdAt: new Date(p.created_at).toISOString(),
+		updatedAt: new Date(p.updated_at).toISOString(),
+	};
+}
+
+const CatalogService: ServiceSchema<any, any, any, Svc> = {
+	name: "catalog",
+	mixins: [
+		DbMixin({
+			name: "catalog",
+			migrations,
+			models: s => ({
+				Product: s.define(
+					"Product",
+					{
+						id: { type: DataTypes.STRING(36), primaryKey: true },
+						sku: DataTypes.STRING(64),
+						name: DataTypes.STRING(200),
+						description: DataTypes.TEXT,
+						brand: DataTypes.STRING(80),
+						category_id: DataTypes.STRING(36),
+						price_amount: DataTypes.INTEGER,
+						currency: DataTypes.STRING(3),
+						attributes: DataTypes.JSON,
+						images: DataTypes.JSON,
+						weight_grams: DataTypes.INTEGER,
+						status: DataTypes.STRING(16),
+						rating_average: DataTypes.FLOAT,
+						rating_count: DataTypes.INTEGER,
+						created_at: DataTypes.DATE(3),
+						updated_at: DataTypes.DATE(3),
+					},
+					{ tableName: "products", timestamps: false },
+				),
+				Category: s.define(
+					"Category",
+					{ id: { type: DataTypes.STRING(36), primaryKey: true }, slug: DataTypes.STRING(80), name: DataTypes.STRING(120), parent_id: DataTypes.STRING(36) },
+					{ tableName: "categories", timestamps: false },
+				),
+			}),
+		}),
+		OutboxMixin,
+		ConsumerMixin,
+		AccessMixin,
+	],
+
+	settings: {
+		// How long a product page waits for its rating and availability before showing null.
+		enrichTimeoutMs: 400,
+	},
+
+	actions: {
+		categories: {
+			auth: "public",
+			async handler(this: Svc) {
+				const rows: any[] = await this.models.Category.findAll({ order: [["name", "ASC"]], raw: true });
+				return { items: rows.map(c => ({ id: c.id, slug: c.slug, name: c.name, parentId: c.parent_id })) };
+			},
+		},
+
+		list: {
+			auth: "public",
+			params: {
+				category: "string|max:80|optional",
+				brand: "string|max:80|optional",
+				minPrice: "number|integer|min:0|max:100000000|convert|optional",
+				maxPrice: "number|integer|min:0|max:100000000|convert|optional",
+				sort: { type: "enum", values: PRODUCT_SORTS, optional: true },
+				page: "number|integer|convert|optional",
+				pageSize: "number|integer|convert|optional",
+			},
+			async handler(this: Svc, ctx: Context<{ category?: string; brand?: string; minPrice?: number; maxPrice?: number; sort?: ProductSort; page?: number; pageSize?: number }>) {
+				const { category, brand, minPrice, maxPrice, sort } = ctx.params;
+				checkPriceRange(minPrice, maxPrice);
+				const { page, pageSize, offset } = clampPaging(ctx.params.page, ctx.params.pageSize);
+				const where: Record<string | symbol, unknown> = { status: "active" };
+				if (category) {
+					const categories = await this.allCategories();
+					const root = categories.find((c: any) => c.id === category || c.slug === category);
+					if (!root) return { items: [], total: 0, page, pageSize };
+					where.category_id = { [Op.in]: withDescendants(root.id, categories) };
+				}
+				if (brand) where.brand = brand;
+				if (minPrice !== undefined || maxPrice !== undefined) {
+					where.price_amount = { ...(minPrice !== undefined && { [Op.gte]: minPrice }), ...(maxPrice !== undefined && { [Op.lte]: maxPrice }) };
+				}
+				const { rows, count } = await this.models.Product.findAndCountAll({ where: where as WhereOptions, order: sortOrder(sort), limit: pageSize, offset, raw: true });
+				return { items: rows.map(publicProduct), total: count, page, pageSize };
+			},
+		},
+
+		get: {
+			auth: "public",
+			params: { id: "string|max:64" },
+			async handler(this: Svc, ctx: Context<{ id: string }, any>) {
+				const row: any = await this.models.Product.findByPk(ctx.params.id, { raw: true });
+				if (!row || (row.status !== "active" && !isAdmin(ctx.meta.user))) throw new NotFoundError("Product", "PRODUCT_NOT_FOUND");
+				const [rating, availability] = await Promise.all([
+					this.optionalCall(ctx, "reviews.summary", { productId: row.id }),
+					this.optionalCall(ctx, "warehouse.availability", { sku: row.sku }),
+				]);
+				return {
+					...publicProduct(row),
+					rating: rating ? { average: rating.average, count: rating.count } : null,
+					availability: availability ? { inStock: availability.inStock, quantity: availability.quantity } : null,
+				};
+			},
+		},
+
+		getMany: {
+			params: { ids: { type: "array", items: "string|max:64", max: 500 } },
+			async handler(this: Svc, ctx: Context<{ ids: string[] }>) {
+				const rows: any[] = await this.models.Product.findAll({ where: { id: { [Op.in]: ctx.params.ids } }, raw: true });
+				return rows.map(r => ({ id: r.id, sku: r.sku, name: r.name, price: { amount: r.price_amount, currency: r.currency }, status: r.status, weightGrams: r.weight_grams }));
+			},
+		},
+
+		/** Full snapshots of active products, for read models rebuilding themselves (search reindex). */
+		snapshots: {
+			params: { page: "number|integer|min:1|optional", pageSize: "number|integer|min:1|max:500|optional" },
+			async handler(this: Svc, ctx: Context<{ page?: number; pageSize?: number }>) {
+				const pageSize = ctx.params.pageSize ?? 200;
+				const { rows, count } = await this.models.Product.findAndCountAll({ where: { status: "active" }, order: [["id", "ASC"]], limit: pageSize, offset: ((ctx.params.page ?? 1) - 1) * pageSize, raw: true });
+				const categories = await this.allCategories();
+				return { items: rows.map((r: any) => this.snapshot(r, categories)), total: count };
+			},
+		},
+
+		create: {
+			auth: "admin",
+			roles: ["catalog"],
+			params: { sku: { type: "string", pattern: /^[A-Z0-9][A-Z0-9-]{2,40}$/ }, ...productFields, description: "string|max:5000|optional", status: { ...productFields.status, optional: true } },
+			async handler(this: Svc, ctx: Context<any, any>) {
+				const p = ctx.params;
+				await this.requireCategory(p.categoryId);
+				const now = new Date();
+				const row = {
+					id: crypto.randomUUID(),
+					sku: p.sku,
+					name: p.name,
+					description: p.description ?? "",
+					brand: p.brand,
+					category_id: p.categoryId,
+					price_amount: p.price.amount,
+					currency: p.price.currency,
+					attributes: p.attributes ?? {},
+					images: p.images ?? [],
+					weight_grams: p.weightGrams,
+					status: p.status ?? "active",
+					rating_average: null,
+					rating_count: 0,
+					created_at: now,
+					updated_at: now,
+				};
+				try {
+					await this.transaction(async (t: Transaction) => {
+						await this.models.Product.create(row, { transaction: t });
+						await this.recordProduct(t, "catalog.product.created", row);
+					});
+				} catch (err) {
+					if (this.isUniqueViolation(err)) throw new ConflictError(`SKU ${p.sku} is taken`, "SKU_TAKEN");
+					throw err;
+				}
+				ctx.meta.$statusCode = 201;
+				return publicProduct(row);
+			},
+		},
+
+		update: {
+			auth: "admin",
+			roles: ["catalog"],
+			params: { id: "string|max:64", ...optional(productFields) },
+			async handler(this: Svc, ctx: Context<any>) {
+				const { id, ...p } = ctx.params;
+				if (p.categoryId) await this.requireCategory(p.categoryId);
+				const changes: Record<string, unknown> = { updated_at: new Date() };
+				const columns: Record<string, string> = { name: "name", description: "description", brand: "brand", categoryId: "category_id", attributes: "attributes", images: "images", weightGrams: "weight_grams", status: "status" };
+				for (const [field, column] of Object.entries(columns)) if (p[field] !== undefined) changes[column] = p[field];
+				if (p.price) Object.assign(changes, { price_amount: p.price.amount, currency: p.price.currency });
+				return this.transaction(async (t: Transaction) => {
+					const [n] = await this.models.Product.update(changes, { where: { id, status: { [Op.ne]: "archived" } }, transaction: t });
+					if (!n) throw new NotFoundError("Product", "PRODUCT_NOT_FOUND");
+					const row: any = await this.models.Product.findByPk(id, { transaction: t, raw: true });
+					await this.recordProduct(t, "catalog.product.updated", row);
+					return publicProduct(row);
+				});
+			},
+		},
+
+		archive: {
+			auth: "admin",
+			roles: ["catalog"],
+			params: { id: "string|max:64" },
+			async handler(this: Svc, ctx: Context<{ id: string }, any>) {
+				await this.transaction(async (t: Transaction) => {
+					const row: any = await this.models.Product.findByPk(ctx.params.id, { transaction: t, raw: true });
+					if (!row) throw new NotFoundError("Product", "PRODUCT_NOT_FOUND");
+					const [n] = await this.models.Product.update({ status: "archived", updated_at: new Date() }, { where: { id: row.id, status: { [Op.ne]: "archived" } }, transaction: t });
+					if (n) await this.recordEvent(t, "catalog.product.archived", { productId: row.id, sku: row.sku });
+				});
+				ctx.meta.$statusCode = 204;
+				return null;
+			},
+		},
+
+		/** Loads the demo catalog: inserts what is missing, changes nothing that exists. */
+		seedDemo: {
+			async handler(this: Svc) {
+				return this.seedDemoCatalog();
+			},
+		},
+	},
+
+	subscriptions: {
+		/** The rating summary the catalog keeps (DOMAIN.md) follows published reviews. */
+		async "reviews.review.published"(this: Svc, e: DomainEvent<"reviews.review.published">, t: Transaction) {
+			await this.models.Product.update({ rating_average: e.summary.average, rating_count: e.summary.count }, { where: { id: e.productId }, transaction: t });
+		},
+	},
+
+	methods: {
+		async allCategories(this: Svc) {
+			const rows: any[] = await this.models.Category.findAll({ raw: true });
+			return rows.map(c => ({ id: c.id, slug: c.slug, name: c.name, parentId: c.parent_id }));
+		},
+
+		async requireCategory(this: Svc, id: string) {
+			if (!(await this.models.Category.findByPk(id))) {
+				throw new UnprocessableError("Unknown category", "VALIDATION_ERROR", [{ field: "categoryId", message: "no such category" }]);
+			}
+		},
+
+		snapshot(this: Svc, row: any, categories: { id: string; slug: string; name: string }[]): ProductSnapshot {
+			const cat = categories.find(c => c.id === row.category_id);
+			const p = publicProduct(row);
+			return {
+				productId: p.id,
+				sku: p.sku,
+				name: p.name,
+				description: p.description,
+				brand: p.brand,
+				categoryId: p.categoryId,
+				categorySlug: cat?.slug ?? "",
+				categoryName: cat?.name ?? "",
+				price: p.price,
+				status: p.status,
+				attributes: p.attributes,
+				createdAt: p.createdAt,
+				updatedAt: p.updatedAt,
+				weightGrams: p.weightGrams,
+				rating: row.rating_count ? { average: row.rating_average, count: row.rating_count } : null,
+			};
+		},
+
+		async recordProduct(this: Svc, t: Transaction, name: "catalog.product.created" | "catalog.product.updated", row: any) {
+			const categories: any[] = (await this.models.Category.findAll({ where: { id: row.category_id }, transaction: t, raw: true })).map((c: any) => ({ id: c.id, slug: c.slug, name: c.name }));
+			await this.recordEvent(t, name, this.snapshot(row, categories));
+		},
+
+		/** A dependency that may be absent or down: its answer, or null — quickly, never an error. */
+		async optionalCall(this: Svc, ctx: Context, action: string, params: Record<string, unknown>) {
+			try {
+				return await ctx.call(action, params, { timeout: this.settings.enrichTimeoutMs, retries: 0 });
+			} catch (err) {
+				this.logger.debug(`${action} unavailable for a product page; answering null`, (err as Error).message);
+				return null;
+			}
+		},
+
+		async seedDemoCatalog(this: Svc) {
+			let categories = 0;
+			let products = 0;
+			await this.transaction(async (t: Transaction) => {
+				const bySlug = new Map(DEMO_CATEGORIES.map(c => [c.slug, c]));
+				for (const c of DEMO_CATEGORIES) {
+					const [, created] = await this.models.Category.findOrCreate({
+						where: { id: c.id },
+						defaults: { id: c.id, slug: c.slug, name: c.name, parent_id: c.parentSlug ? bySlug.get(c.parentSlug)!.id : null },
+						transaction: t,
+					});
+					if (created) categories++;
+				}
+				const existing = new Set((await this.models.Product.findAll({ attributes: ["sku"], transaction: t, raw: true })).map((r: any) => r.sku));
+				const base = Date.UTC(2026, 0, 1);
+				for (const [i, p] of DEMO_PRODUCTS.entries()) {
+					if (existing.has(p.sku)) continue;
+					// Deterministic creation times so "-createdAt" sorts the same everywhere.
+					const at = new Date(base + i * 3_600_000);
+					const row = { id: p.id, sku: p.sku, name: p.name, description: p.description, brand: p.brand, category_id: bySlug.get(p.categorySlug)!.id, price_amount: p.price.amount, currency: p.price.currency, attributes: p.attributes, images: p.images, weight_grams: p.weightGrams, status: "active", rating_average: null, rating_count: 0, created_at: at, updated_at: at };
+					await this.models.Product.create(row, { transaction: t });
+					await this.recordProduct(t, "catalog.product.created", row);
+					products++;
+				}
+			});
+			return { categories, products };
+		},
+	},
+
+	async started(this: Svc) {
+		if (config().SEED_DEMO && (await this.models.Product.count()) === 0) {
+			const r = await this.seedDemoCatalog();
+			this.logger.info(`Demo catalog loaded: ${r.products} products in ${r.categories} categories`);
+		}
+	},
+};
+
+export default CatalogService;
