@@ -1,0 +1,197 @@
+/**
+ * End-to-end harness: real node processes (`node dist/bin/start.js`) over the machine's NATS and
+ * PostgreSQL, each test file with its own namespace and database prefix, torn down afterwards.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Sequelize } from "sequelize";
+import { TEST_ADMIN, TEST_JWT_SECRET } from "../../support/env";
+
+const ROOT = join(__dirname, "../../..");
+export const NATS_URL = process.env.E2E_NATS_URL ?? "nats://127.0.0.1:4222";
+export const PG_URL = process.env.E2E_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+export interface NodeSpec {
+	name: string;
+	services: string[];
+	env?: Record<string, string>;
+}
+
+interface RunningNode {
+	spec: NodeSpec;
+	child: ChildProcess;
+	output: string[];
+	metricsPort: number;
+}
+
+export async function freePort(): Promise<number> {
+	return new Promise((resolve, reject) => {
+		const srv = createServer();
+		srv.once("error", reject);
+		srv.listen(0, "127.0.0.1", () => {
+			const port = (srv.address() as AddressInfo).port;
+			srv.close(() => resolve(port));
+		});
+	});
+}
+
+export interface HttpResult {
+	status: number;
+	headers: Headers;
+	body: any;
+	ms: number;
+}
+
+export class TestCluster {
+	readonly id = Math.random().toString(36).slice(2, 8);
+	readonly prefix = `e2e_${this.id}_`;
+	readonly dataDir = mkdtempSync(join(tmpdir(), "mc-e2e-"));
+	private readonly nodes = new Map<string, RunningNode>();
+	port = 0;
+
+	constructor(
+		private readonly specs: NodeSpec[],
+		private readonly env: Record<string, string> = {},
+	) {}
+
+	get baseUrl(): string {
+		return `http://127.0.0.1:${this.port}`;
+	}
+
+	async start(): Promise<void> {
+		this.port = await freePort();
+		for (const spec of this.specs) await this.spawnNode(spec);
+		await this.waitUntil(async () => (await this.http("GET", "/health/ready")).status === 200, 60_000, "gateway ready");
+	}
+
+	private async spawnNode(spec: NodeSpec): Promise<void> {
+		const metricsPort = this.nodes.get(spec.name)?.metricsPort ?? (await freePort());
+		const child = spawn(process.execPath, [join(ROOT, "dist/bin/start.js")], {
+			cwd: ROOT,
+			env: {
+				...process.env,
+				NODE_ENV: "test",
+				// A restarted node keeps its id, as a supervised process with a configured NODE_ID does.
+				NODE_ID: `${spec.name}-${this.id}`,
+				NAMESPACE: `e2e-${this.id}`,
+				TRANSPORTER: NATS_URL,
+				DATABASE_URL: PG_URL,
+				DB_NAME_PREFIX: this.prefix,
+				DATA_DIR: this.dataDir,
+				PORT: String(this.port),
+				METRICS_PORT: String(metricsPort),
+				JWT_SECRET: TEST_JWT_SECRET,
+				ADMIN_EMAIL: TEST_ADMIN.email,
+				ADMIN_PASSWORD: TEST_ADMIN.password,
+				LOG_LEVEL: "warn",
+				LOG_FORMAT: "text",
+				SEED_DEMO: "true",
+				SERVICES: spec.services.join(","),
+				...this.env,
+				...spec.env,
+			},
+			stdio: ["ignore", "pipe", "pipe"],
+		});
+		const output: string[] = [];
+		const keep = (b: Buffer) => {
+			output.push(b.toString());
+			if (output.length > 400) output.shift();
+		};
+		child.stdout!.on("data", keep);
+		child.stderr!.on("data", keep);
+		this.nodes.set(spec.name, { spec, child, output, metricsPort });
+	}
+
+	/** The node's recent output, for a failing test's message. */
+	logs(name?: string): string {
+		const names = name ? [name] : [...this.nodes.keys()];
+		return names.map(n => `--- ${n} ---\n${this.nodes.get(n)?.output.join("") ?? ""}`).join("\n");
+	}
+
+	async kill(name: string, signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+		const node = this.nodes.get(name);
+		if (!node || node.child.exitCode !== null) return;
+		const exited = new Promise(resolve => node.child.once("exit", resolve));
+		node.child.kill(signal);
+		await exited;
+	}
+
+	async restart(name: string): Promise<void> {
+		const node = this.nodes.get(name);
+		if (!node) throw new Error(`no node ${name}`);
+		await this.kill(name, "SIGTERM");
+		await this.spawnNode(node.spec);
+	}
+
+	async respawn(name: string): Promise<void> {
+		const node = this.nodes.get(name);
+		if (!node) throw new Error(`no node ${name}`);
+		await this.spawnNode(node.spec);
+	}
+
+	async stop(): Promise<void> {
+		await Promise.all([...this.nodes.keys()].map(n => this.kill(n, "SIGTERM")));
+		const admin = new Sequelize(PG_URL, { logging: false });
+		try {
+			const [rows] = await admin.query(`SELECT datname FROM pg_database WHERE datname LIKE '${this.prefix}%'`);
+			for (const r of rows as { datname: string }[]) await admin.query(`DROP DATABASE IF EXISTS "${r.datname}" WITH (FORCE)`);
+		} finally {
+			await admin.close();
+		}
+	}
+
+	async waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+		const deadline = Date.now() + timeoutMs;
+		for (;;) {
+			try {
+				if (await check()) return;
+			} catch {
+				// not up yet: connection refused while a node starts
+			}
+			if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}\n${this.logs()}`);
+			await new Promise(r => setTimeout(r, 250));
+		}
+	}
+
+	async http(method: string, path: string, opts: { body?: unknown; raw?: string; token?: string; headers?: Record<string, string> } = {}): Promise<HttpResult> {
+		const headers: Record<string, string> = { ...opts.headers };
+		if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+		let body: string | undefined;
+		if (opts.raw !== undefined) body = opts.raw;
+		else if (opts.body !== undefined) {
+			body = JSON.stringify(opts.body);
+			headers["content-type"] ??= "application/json";
+		}
+		const t0 = Date.now();
+		const res = await fetch(this.baseUrl + path, { method, headers, body, signal: AbortSignal.timeout(30_000) });
+		const text = await res.text();
+		let parsed: unknown = text;
+		try {
+			parsed = text ? JSON.parse(text) : null;
+		} catch {
+			// an HTML page or plain text: keep it as text
+		}
+		return { status: res.status, headers: res.headers, body: parsed, ms: Date.now() - t0 };
+	}
+
+	// Conveniences over the public API
+	async registerCustomer(tag = Math.random().toString(36).slice(2, 8)) {
+		const email = `c-${tag}-${this.id}@example.com`;
+		const res = await this.http("POST", "/api/v1/auth/register", { body: { email, password: "a-good-password-1", firstName: "Test", lastName: "Customer" } });
+		if (res.status !== 201) throw new Error(`register failed: ${res.status} ${JSON.stringify(res.body)}`);
+		return { email, password: "a-good-password-1", ...res.body };
+	}
+
+	async login(email: string, password: string) {
+		const res = await this.http("POST", "/api/v1/auth/login", { body: { email, password } });
+		if (res.status !== 200) throw new Error(`login failed: ${res.status} ${JSON.stringify(res.body)}`);
+		return res.body as { accessToken: string; refreshToken: string; user: { id: string; typ: string; roles: string[] } };
+	}
+
+	loginAdmin() {
+		return this.login(TEST_ADMIN.email, TEST_ADMIN.password);
+	}
+}
