@@ -92,9 +92,8 @@ function generateProducts(): DemoProduct[] {
 	for (const [slug, spec] of Object.entries(KINDS)) {
 		for (let i = 0; i < 13; i++) {
 			const kind = spec.kinds[i % spec.kinds.length];
-			let name = "";
-			do name = `${pick(BRANDS)} ${kind} ${pick(ADJECTIVES)}`;
-			while (names.has(name));
+			let name = `${pick(BRANDS)} ${kind} ${pick(ADJECTIVES)}`;
+			while (names.has(name)) name = `${pick(BRANDS)} ${kind} ${pick(ADJECTIVES)}`;
 			names.add(name);
 			const sku = `${spec.code}-${String(1001 + i)}`;
 			const brand = name.split(" ")[0];
