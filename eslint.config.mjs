@@ -20,4 +20,9 @@ export default tseslint.config(
 		files: ["**/*.mjs", "**/*.js"],
 		languageOptions: { globals: { process: "readonly", console: "readonly" } },
 	},
+	{
+		// CommonJS config files (jest.config.js).
+		files: ["**/*.js"],
+		languageOptions: { sourceType: "commonjs", globals: { module: "writable", require: "readonly", __dirname: "readonly" } },
+	},
 );

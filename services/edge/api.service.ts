@@ -200,6 +200,8 @@ const ApiService: ServiceSchema = {
 		/** This node's services, their databases and the transporter. */
 		async readiness(this: any) {
 			const down: string[] = [];
+			// Until every local service has started, some of them cannot answer yet.
+			if (!this.broker.started) down.push("starting");
 			const transit = this.broker.transit;
 			if (transit && !transit.connected) down.push("transporter");
 			for (const svc of this.broker.services as any[]) {
