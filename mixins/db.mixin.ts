@@ -80,22 +80,40 @@ export async function openDatabase(name: string): Promise<Sequelize> {
 			pool: { max: c.DB_POOL_MAX, min: 0, idle: 10_000, acquire: 10_000 },
 		});
 	}
-	return new Sequelize({
+	const sqlite = new Sequelize({
 		dialect: "sqlite",
 		storage: target.url,
 		logging: false,
-		// Writers queue for the file lock instead of failing on a lock upgrade.
+		// Writers take the file lock when they begin, instead of failing on a lock upgrade.
 		transactionType: Transaction.TYPES.IMMEDIATE,
-		retry: { max: 5, match: [/SQLITE_BUSY/] },
+		// A writer that finds the file locked retries here, in JavaScript: a long busy_timeout would
+		// wait inside libuv's few threads and starve the very transaction holding the lock.
+		retry: { max: 60, match: [/SQLITE_BUSY/], backoffBase: 10, backoffExponent: 1.1 },
 		hooks: {
 			afterConnect: (conn: any) =>
 				new Promise<void>((ok, fail) =>
-					conn.exec("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON;", (e: Error | null) =>
-						e ? fail(e) : ok(),
-					),
+					conn.exec("PRAGMA busy_timeout = 50; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;", (e: Error | null) => (e ? fail(e) : ok())),
 				),
 		},
 	});
+	return serializeTransactions(sqlite);
+}
+
+/**
+ * SQLite has one writer at a time per file. Managed transactions of this process queue here
+ * (FIFO) rather than competing for the lock; reads never wait (WAL).
+ */
+function serializeTransactions(sequelize: Sequelize): Sequelize {
+	const original = sequelize.transaction.bind(sequelize) as (...args: any[]) => Promise<any>;
+	let tail: Promise<unknown> = Promise.resolve();
+	(sequelize as any).transaction = (...args: any[]) => {
+		if (typeof args[args.length - 1] !== "function") return original(...args);
+		const run = () => original(...args);
+		const result = tail.then(run, run);
+		tail = result.catch(() => undefined);
+		return result;
+	};
+	return sequelize;
 }
 
 /** Runs pending migrations; on PostgreSQL under an advisory lock so replicas starting together take turns. */

@@ -1,0 +1,47 @@
+/**
+ * Which warehouse ships what: one warehouse holding every line if there is one (one parcel),
+ * else each line from the warehouses with the most available, split where it must be.
+ */
+export interface StockLevel {
+	sku: string;
+	warehouseId: string;
+	available: number;
+}
+
+export interface Allocation {
+	warehouseId: string;
+	sku: string;
+	quantity: number;
+}
+
+export type AllocationResult = { ok: true; allocations: Allocation[] } | { ok: false; short: { sku: string; requested: number; available: number }[] };
+
+export function allocate(lines: { sku: string; quantity: number }[], stock: StockLevel[]): AllocationResult {
+	const merged = new Map<string, number>();
+	for (const l of lines) merged.set(l.sku, (merged.get(l.sku) ?? 0) + l.quantity);
+	const wanted = [...merged].map(([sku, quantity]) => ({ sku, quantity }));
+	const at = (w: string, sku: string) => stock.find(s => s.warehouseId === w && s.sku === sku)?.available ?? 0;
+
+	const warehouses = [...new Set(stock.map(s => s.warehouseId))].sort();
+	const single = warehouses.find(w => wanted.every(l => at(w, l.sku) >= l.quantity));
+	if (single) return { ok: true, allocations: wanted.map(l => ({ warehouseId: single, sku: l.sku, quantity: l.quantity })) };
+
+	const allocations: Allocation[] = [];
+	const short: { sku: string; requested: number; available: number }[] = [];
+	for (const l of wanted) {
+		const sources = stock.filter(s => s.sku === l.sku && s.available > 0).sort((a, b) => b.available - a.available || a.warehouseId.localeCompare(b.warehouseId));
+		const total = sources.reduce((n, s) => n + s.available, 0);
+		if (total < l.quantity) {
+			short.push({ sku: l.sku, requested: l.quantity, available: total });
+			continue;
+		}
+		let left = l.quantity;
+		for (const s of sources) {
+			if (!left) break;
+			const take = Math.min(left, s.available);
+			allocations.push({ warehouseId: s.warehouseId, sku: l.sku, quantity: take });
+			left -= take;
+		}
+	}
+	return short.length ? { ok: false, short } : { ok: true, allocations };
+}

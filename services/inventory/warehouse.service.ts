@@ -1,0 +1,311 @@
+/**
+ * Warehouse: stock per (sku, warehouse), reservations that take all lines or none, a ledger of
+ * stock movements, and expiry of forgotten reservations. Every quantity change is a conditional
+ * UPDATE inside one transaction, so concurrent checkouts can never oversell or go negative.
+ */
+import { randomUUID } from "node:crypto";
+import type { Context, Service, ServiceSchema } from "moleculer";
+import { DataTypes, Op, type Transaction } from "sequelize";
+import { config } from "../../config";
+import { DEMO_PRODUCTS } from "../../lib/catalog/demo-data";
+import { ConflictError, NotFoundError } from "../../lib/errors";
+import { type Allocation, allocate } from "../../lib/inventory/allocation";
+import { AccessMixin } from "../../mixins/access.mixin";
+import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
+import { IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
+import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
+
+const migrations: Migration[] = [
+	{
+		name: "001-warehouse",
+		async up(qi, T) {
+			await qi.createTable("warehouses", { id: { type: T.STRING(36), primaryKey: true }, name: { type: T.STRING(100), allowNull: false } });
+			await qi.createTable("stock", {
+				sku: { type: T.STRING(64), primaryKey: true },
+				warehouse_id: { type: T.STRING(36), primaryKey: true },
+				on_hand: { type: T.INTEGER, allowNull: false },
+				reserved: { type: T.INTEGER, allowNull: false },
+			});
+			await qi.createTable("reservations", {
+				id: { type: T.STRING(36), primaryKey: true },
+				order_id: { type: T.STRING(36), allowNull: false },
+				status: { type: T.STRING(16), allowNull: false },
+				expires_at: { type: T.DATE(3), allowNull: false },
+				created_at: { type: T.DATE(3), allowNull: false },
+			});
+			await qi.addIndex("reservations", ["order_id"]);
+			await qi.addIndex("reservations", ["status", "expires_at"]);
+			await qi.createTable("reservation_lines", {
+				reservation_id: { type: T.STRING(36), primaryKey: true },
+				sku: { type: T.STRING(64), primaryKey: true },
+				warehouse_id: { type: T.STRING(36), primaryKey: true },
+				quantity: { type: T.INTEGER, allowNull: false },
+			});
+			await qi.createTable("stock_movements", {
+				id: { type: T.INTEGER, primaryKey: true, autoIncrement: true },
+				sku: { type: T.STRING(64), allowNull: false },
+				warehouse_id: { type: T.STRING(36), allowNull: false },
+				delta_on_hand: { type: T.INTEGER, allowNull: false },
+				delta_reserved: { type: T.INTEGER, allowNull: false },
+				reason: { type: T.STRING(20), allowNull: false },
+				reference: { type: T.STRING(64), allowNull: true },
+				created_at: { type: T.DATE(3), allowNull: false },
+			});
+			await qi.addIndex("stock_movements", ["sku", "warehouse_id"]);
+		},
+	},
+	...idempotencyMigrations,
+	...outboxMigrations,
+];
+
+type Svc = Service & DbMethods & OutboxMethods & IdempotencyMethods & { [k: string]: any };
+const key = "string|min:1|max:255";
+
+const WarehouseService: ServiceSchema<any, any, any, Svc> = {
+	name: "warehouse",
+	mixins: [
+		DbMixin({
+			name: "warehouse",
+			migrations,
+			models: s => ({
+				Stock: s.define("Stock", { sku: { type: DataTypes.STRING(64), primaryKey: true }, warehouse_id: { type: DataTypes.STRING(36), primaryKey: true }, on_hand: DataTypes.INTEGER, reserved: DataTypes.INTEGER }, { tableName: "stock", timestamps: false }),
+				Warehouse: s.define("Warehouse", { id: { type: DataTypes.STRING(36), primaryKey: true }, name: DataTypes.STRING(100) }, { tableName: "warehouses", timestamps: false }),
+				Reservation: s.define("Reservation", { id: { type: DataTypes.STRING(36), primaryKey: true }, order_id: DataTypes.STRING(36), status: DataTypes.STRING(16), expires_at: DataTypes.DATE(3), created_at: DataTypes.DATE(3) }, { tableName: "reservations", timestamps: false }),
+				Line: s.define("ReservationLine", { reservation_id: { type: DataTypes.STRING(36), primaryKey: true }, sku: { type: DataTypes.STRING(64), primaryKey: true }, warehouse_id: { type: DataTypes.STRING(36), primaryKey: true }, quantity: DataTypes.INTEGER }, { tableName: "reservation_lines", timestamps: false }),
+				Movement: s.define("StockMovement", { id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true }, sku: DataTypes.STRING(64), warehouse_id: DataTypes.STRING(36), delta_on_hand: DataTypes.INTEGER, delta_reserved: DataTypes.INTEGER, reason: DataTypes.STRING(20), reference: DataTypes.STRING(64), created_at: DataTypes.DATE(3) }, { tableName: "stock_movements", timestamps: false }),
+			}),
+		}),
+		IdempotencyMixin,
+		OutboxMixin,
+		AccessMixin,
+	],
+
+	settings: { reservationTtlMs: 15 * 60_000, sweepIntervalMs: 30_000 },
+
+	actions: {
+		reserve: {
+			params: { orderId: "string|max:36", lines: { type: "array", min: 1, max: 100, items: { type: "object", strict: true, props: { sku: "string|max:64", quantity: "number|integer|min:1|max:1000" } } }, idempotencyKey: key },
+			handler(this: Svc, ctx: Context<{ orderId: string; lines: { sku: string; quantity: number }[]; idempotencyKey: string }>) {
+				return this.once("reserve", ctx.params.idempotencyKey, ctx.params, () => this.reserveLines(ctx.params.orderId, ctx.params.lines), { waitMs: 5000 });
+			},
+		},
+
+		release: {
+			params: { orderId: "string|max:36", idempotencyKey: key },
+			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string }>) {
+				return this.once("release", ctx.params.idempotencyKey, ctx.params, () => this.releaseOrder(ctx.params.orderId, "RELEASED"), { waitMs: 5000 });
+			},
+		},
+
+		commit: {
+			params: { orderId: "string|max:36", idempotencyKey: key },
+			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string }>) {
+				return this.once("commit", ctx.params.idempotencyKey, ctx.params, () => this.commitOrder(ctx.params.orderId), { waitMs: 5000 });
+			},
+		},
+
+		availability: {
+			params: { sku: "string|max:64" },
+			async handler(this: Svc, ctx: Context<{ sku: string }>) {
+				return (await this.availabilityOf([ctx.params.sku]))[ctx.params.sku];
+			},
+		},
+
+		availabilityMany: {
+			params: { skus: { type: "array", items: "string|max:64", max: 500 } },
+			handler(this: Svc, ctx: Context<{ skus: string[] }>) {
+				return this.availabilityOf(ctx.params.skus);
+			},
+		},
+
+		stock: {
+			auth: "admin",
+			params: { sku: "string|max:64" },
+			async handler(this: Svc, ctx: Context<{ sku: string }>) {
+				const rows: any[] = await this.models.Stock.findAll({ where: { sku: ctx.params.sku }, order: [["warehouse_id", "ASC"]], raw: true });
+				if (!rows.length) throw new NotFoundError("Stock for this SKU", "SKU_NOT_FOUND");
+				return this.stockView(ctx.params.sku, rows);
+			},
+		},
+
+		setOnHand: {
+			auth: "admin",
+			roles: ["ops"],
+			params: { sku: { type: "string", pattern: /^[A-Z0-9][A-Z0-9-]{2,40}$/ }, warehouseId: "string|max:36", onHand: "number|integer|min:0|max:10000000" },
+			async handler(this: Svc, ctx: Context<{ sku: string; warehouseId: string; onHand: number }>) {
+				const { sku, warehouseId, onHand } = ctx.params;
+				if (!(await this.models.Warehouse.findByPk(warehouseId))) throw new NotFoundError("Warehouse", "WAREHOUSE_NOT_FOUND");
+				await this.transaction(async (t: Transaction) => {
+					await this.models.Stock.findOrCreate({ where: { sku, warehouse_id: warehouseId }, defaults: { sku, warehouse_id: warehouseId, on_hand: 0, reserved: 0 }, transaction: t });
+					const row: any = await this.models.Stock.findOne({ where: { sku, warehouse_id: warehouseId }, transaction: t, lock: t.LOCK.UPDATE, raw: true });
+					// Never below what customers already hold: the condition is in the UPDATE itself.
+					const [n] = await this.models.Stock.update({ on_hand: onHand }, { where: { sku, warehouse_id: warehouseId, reserved: { [Op.lte]: onHand }, on_hand: row.on_hand }, transaction: t });
+					if (!n) throw new ConflictError(`On hand cannot go below the ${row.reserved} reserved`, "BELOW_RESERVED", { reserved: row.reserved });
+					await this.movement(t, sku, warehouseId, onHand - row.on_hand, 0, "ADJUST", null);
+					await this.stockChanged(t, sku, warehouseId);
+				});
+				return this.stockView(sku, await this.models.Stock.findAll({ where: { sku }, order: [["warehouse_id", "ASC"]], raw: true }));
+			},
+		},
+
+		/** Two warehouses and stock for the demo catalog; adds only what is missing. */
+		seedDemo: {
+			handler(this: Svc) {
+				return this.seedDemoStock();
+			},
+		},
+	},
+
+	methods: {
+		async reserveLines(this: Svc, orderId: string, lines: { sku: string; quantity: number }[]) {
+			const skus = [...new Set(lines.map(l => l.sku))];
+			// A concurrent checkout may take the stock between reading and updating: re-plan a few times.
+			for (let attempt = 0; attempt < 5; attempt++) {
+				const rows: any[] = await this.models.Stock.findAll({ where: { sku: { [Op.in]: skus } }, raw: true });
+				const plan = allocate(lines, rows.map(r => ({ sku: r.sku, warehouseId: r.warehouse_id, available: r.on_hand - r.reserved })));
+				if (!plan.ok) throw new ConflictError("Not enough stock", "OUT_OF_STOCK", plan.short);
+				const reservationId = randomUUID();
+				const done = await this.transaction(async (t: Transaction) => {
+					for (const a of plan.allocations) {
+						const [n] = await this.models.Stock.update(
+							{ reserved: this.sequelize.literal(`reserved + ${a.quantity}`) },
+							{ where: { sku: a.sku, warehouse_id: a.warehouseId, [Op.and]: this.sequelize.literal(`on_hand - reserved >= ${a.quantity}`) }, transaction: t },
+						);
+						if (!n) throw new StockRace();
+						await this.movement(t, a.sku, a.warehouseId, 0, a.quantity, "RESERVE", reservationId);
+					}
+					const now = new Date();
+					await this.models.Reservation.create({ id: reservationId, order_id: orderId, status: "HELD", expires_at: new Date(now.getTime() + this.settings.reservationTtlMs), created_at: now }, { transaction: t });
+					await this.models.Line.bulkCreate(plan.allocations.map((a: Allocation) => ({ reservation_id: reservationId, ...{ sku: a.sku, warehouse_id: a.warehouseId, quantity: a.quantity } })), { transaction: t });
+					for (const a of plan.allocations) await this.stockChanged(t, a.sku, a.warehouseId);
+					return true;
+				}).catch((err: unknown) => {
+					if (err instanceof StockRace) return false;
+					throw err;
+				});
+				if (done) return { reservationId, allocations: plan.allocations };
+			}
+			throw new ConflictError("Not enough stock", "OUT_OF_STOCK");
+		},
+
+		/** HELD → released; COMMITTED → stock goes back on the shelf (cancel after confirmation). */
+		async releaseOrder(this: Svc, orderId: string, to: "RELEASED" | "EXPIRED") {
+			let released = 0;
+			const reservations: any[] = await this.models.Reservation.findAll({ where: { order_id: orderId, status: { [Op.in]: ["HELD", "COMMITTED"] } }, raw: true });
+			for (const r of reservations) {
+				await this.transaction(async (t: Transaction) => {
+					const [n] = await this.models.Reservation.update({ status: to }, { where: { id: r.id, status: r.status }, transaction: t });
+					if (!n) return;
+					const lines: any[] = await this.models.Line.findAll({ where: { reservation_id: r.id }, transaction: t, raw: true });
+					for (const l of lines) {
+						if (r.status === "HELD") {
+							await this.models.Stock.update({ reserved: this.sequelize.literal(`reserved - ${l.quantity}`) }, { where: { sku: l.sku, warehouse_id: l.warehouse_id, reserved: { [Op.gte]: l.quantity } }, transaction: t });
+							await this.movement(t, l.sku, l.warehouse_id, 0, -l.quantity, to === "EXPIRED" ? "EXPIRE" : "RELEASE", r.id);
+						} else {
+							await this.models.Stock.update({ on_hand: this.sequelize.literal(`on_hand + ${l.quantity}`) }, { where: { sku: l.sku, warehouse_id: l.warehouse_id }, transaction: t });
+							await this.movement(t, l.sku, l.warehouse_id, l.quantity, 0, "RETURN", r.id);
+						}
+						await this.stockChanged(t, l.sku, l.warehouse_id);
+					}
+					released++;
+				});
+			}
+			return { released };
+		},
+
+		async commitOrder(this: Svc, orderId: string) {
+			const r: any = await this.models.Reservation.findOne({ where: { order_id: orderId, status: { [Op.in]: ["HELD", "COMMITTED"] } }, raw: true });
+			if (!r) throw new ConflictError("The order holds no reservation", "NO_RESERVATION");
+			if (r.status === "COMMITTED") return { committed: true };
+			await this.transaction(async (t: Transaction) => {
+				const [n] = await this.models.Reservation.update({ status: "COMMITTED" }, { where: { id: r.id, status: "HELD" }, transaction: t });
+				if (!n) throw new ConflictError("The reservation changed meanwhile", "RESERVATION_CHANGED");
+				const lines: any[] = await this.models.Line.findAll({ where: { reservation_id: r.id }, transaction: t, raw: true });
+				for (const l of lines) {
+					await this.models.Stock.update(
+						{ on_hand: this.sequelize.literal(`on_hand - ${l.quantity}`), reserved: this.sequelize.literal(`reserved - ${l.quantity}`) },
+						{ where: { sku: l.sku, warehouse_id: l.warehouse_id, reserved: { [Op.gte]: l.quantity } }, transaction: t },
+					);
+					await this.movement(t, l.sku, l.warehouse_id, -l.quantity, -l.quantity, "COMMIT", r.id);
+					await this.stockChanged(t, l.sku, l.warehouse_id);
+				}
+			});
+			return { committed: true };
+		},
+
+		async movement(this: Svc, t: Transaction, sku: string, warehouseId: string, dOnHand: number, dReserved: number, reason: string, reference: string | null) {
+			await this.models.Movement.create({ sku, warehouse_id: warehouseId, delta_on_hand: dOnHand, delta_reserved: dReserved, reason, reference, created_at: new Date() }, { transaction: t });
+		},
+
+		async stockChanged(this: Svc, t: Transaction, sku: string, warehouseId: string) {
+			const rows: any[] = await this.models.Stock.findAll({ where: { sku }, transaction: t, raw: true });
+			const here = rows.find(r => r.warehouse_id === warehouseId);
+			const totalAvailable = rows.reduce((n, r) => n + r.on_hand - r.reserved, 0);
+			await this.recordEvent(t, "warehouse.stock.changed", { sku, warehouseId, onHand: here?.on_hand ?? 0, reserved: here?.reserved ?? 0, totalAvailable });
+		},
+
+		async availabilityOf(this: Svc, skus: string[]) {
+			const rows: any[] = await this.models.Stock.findAll({ where: { sku: { [Op.in]: skus } }, raw: true });
+			const out: Record<string, { inStock: boolean; quantity: number }> = {};
+			for (const sku of skus) {
+				const quantity = rows.filter(r => r.sku === sku).reduce((n, r) => n + r.on_hand - r.reserved, 0);
+				out[sku] = { inStock: quantity > 0, quantity };
+			}
+			return out;
+		},
+
+		stockView(sku: string, rows: any[]) {
+			return { sku, warehouses: rows.map(r => ({ warehouseId: r.warehouse_id, onHand: r.on_hand, reserved: r.reserved, available: r.on_hand - r.reserved })) };
+		},
+
+		async sweepExpired(this: Svc) {
+			const expired: any[] = await this.models.Reservation.findAll({ where: { status: "HELD", expires_at: { [Op.lt]: new Date() } }, attributes: ["order_id"], raw: true });
+			for (const r of expired) {
+				await this.releaseOrder(r.order_id, "EXPIRED");
+				this.logger.info("Expired reservation released", { orderId: r.order_id });
+			}
+			return expired.length;
+		},
+
+		async seedDemoStock(this: Svc) {
+			let rows = 0;
+			await this.transaction(async (t: Transaction) => {
+				for (const [id, name] of [["wh-east", "East (Newark)"], ["wh-west", "West (Reno)"]]) {
+					await this.models.Warehouse.findOrCreate({ where: { id }, defaults: { id, name }, transaction: t });
+				}
+				for (const [i, p] of DEMO_PRODUCTS.entries()) {
+					// Deterministic levels; every 17th product is sold out for realism.
+					const levels: [string, number][] = i % 17 === 16 ? [["wh-east", 0], ["wh-west", 0]] : [["wh-east", 20 + ((i * 7) % 30)], ["wh-west", 10 + ((i * 5) % 25)]];
+					for (const [w, qty] of levels) {
+						const [, created] = await this.models.Stock.findOrCreate({ where: { sku: p.sku, warehouse_id: w }, defaults: { sku: p.sku, warehouse_id: w, on_hand: qty, reserved: 0 }, transaction: t });
+						if (!created) continue;
+						rows++;
+						if (qty) await this.movement(t, p.sku, w, qty, 0, "RECEIVE", "demo-seed");
+						await this.stockChanged(t, p.sku, w);
+					}
+				}
+			});
+			return { stockRows: rows };
+		},
+	},
+
+	async started(this: Svc) {
+		if (config().SEED_DEMO && (await this.models.Stock.count()) === 0) {
+			const r = await this.seedDemoStock();
+			this.logger.info(`Demo stock loaded: ${r.stockRows} rows`);
+		}
+		this.sweeper = setInterval(() => {
+			this.sweepExpired().catch((err: Error) => this.logger.warn("Reservation sweep failed; will retry", err.message));
+		}, this.settings.sweepIntervalMs);
+		this.sweeper.unref();
+	},
+
+	stopped(this: Svc) {
+		clearInterval(this.sweeper);
+	},
+};
+
+/** A conditional update lost to a concurrent reservation: plan again with fresh numbers. */
+class StockRace extends Error {}
+
+export default WarehouseService;
