@@ -63,6 +63,9 @@ const schema = z.object({
 	JAEGER_AGENT_PORT: int(1, 65535).default(6832),
 
 	SEED_DEMO: bool.optional(),
+	FREE_SHIPPING_THRESHOLD_CENTS: int(0, 100_000_000).default(5000),
+	TAX_RATE_BPS: int(0, 5000).default(0),
+	CHECKOUT_WAIT_MS: int(0, 60_000).default(4000),
 	TEST_FAULTS: z.string().default(""),
 
 	// Durable events (docs/EVENTS.md): a handler that fails is retried with exponential backoff

@@ -53,6 +53,8 @@ export interface FulfillmentEventData {
 	orderId: string;
 	warehouseId: string;
 	trackingNumber?: string | null;
+	/** True when every live fulfillment of the order has reached this state. */
+	orderComplete: boolean;
 }
 
 export interface EventPayloads {

@@ -1,0 +1,48 @@
+/**
+ * Order totals, computed on the server from catalog prices: never from what the client sent.
+ */
+export interface PricedLine {
+	productId: string;
+	sku: string;
+	name: string;
+	unitPrice: { amount: number; currency: string };
+	quantity: number;
+	weightGrams: number;
+}
+
+export function subtotalOf(lines: PricedLine[]): number {
+	return lines.reduce((n, l) => n + l.unitPrice.amount * l.quantity, 0);
+}
+
+/** Tax in basis points of the subtotal, rounded half up to the cent. */
+export function taxOf(subtotal: number, rateBps: number): number {
+	return Math.round((subtotal * rateBps) / 10_000);
+}
+
+/** A readable, unique-enough order number: MC-YYMMDD-XXXXXX (unique index decides). */
+export function orderNumber(now: Date, random: () => number = Math.random): string {
+	const d = now.toISOString().slice(2, 10).replace(/-/g, "");
+	const alphabet = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+	let tail = "";
+	for (let i = 0; i < 6; i++) tail += alphabet[Math.floor(random() * alphabet.length)];
+	return `MC-${d}-${tail}`;
+}
+
+/** Which failureReason a failed checkout step stands for (shared/API.md). */
+export function failureReason(step: string, error: { type?: string | null; code?: number | null }): string {
+	const unavailable = ["REQUEST_TIMEOUT", "SERVICE_NOT_FOUND", "SERVICE_NOT_AVAILABLE", "QUEUE_FULL", "SERVICE_UNAVAILABLE"].includes(error.type ?? "");
+	switch (step) {
+		case "authorize":
+			if (error.type === "PAYMENT_DECLINED" || error.type === "INSUFFICIENT_FUNDS") return error.type;
+			return "PAYMENT_UNAVAILABLE";
+		case "reserve":
+			// Stock that could not be reserved, for whatever reason, is stock the order does not have.
+			return "OUT_OF_STOCK";
+		case "fulfill":
+			return "FULFILLMENT_FAILED";
+		case "capture":
+			return unavailable ? "PAYMENT_UNAVAILABLE" : "PAYMENT_DECLINED";
+		default:
+			return "FULFILLMENT_FAILED";
+	}
+}
