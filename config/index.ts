@@ -66,6 +66,8 @@ const schema = z.object({
 	FREE_SHIPPING_THRESHOLD_CENTS: int(0, 100_000_000).default(5000),
 	TAX_RATE_BPS: int(0, 5000).default(0),
 	CHECKOUT_WAIT_MS: int(0, 60_000).default(4000),
+	SAGA_LEASE_MS: int(500, 600_000).default(30_000),
+	SAGA_RECOVER_MS: int(100, 600_000).default(5000),
 	TEST_FAULTS: z.string().default(""),
 
 	// Durable events (docs/EVENTS.md): a handler that fails is retried with exponential backoff

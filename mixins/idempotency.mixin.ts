@@ -37,6 +37,8 @@ export const idempotencyMigrations: Migration[] = [
 export interface OnceOptions {
 	/** How long a repetition waits for an in-flight first call before 409 (0: answer 409 at once). */
 	waitMs?: number;
+	/** An IN_FLIGHT record older than this belongs to a process that died: the key may run again. */
+	staleAfterMs?: number;
 }
 
 export interface IdempotencyMethods {
@@ -69,7 +71,7 @@ export const IdempotencyMixin = {
 				await Model.create({ scope, key, request_hash: hash, state: "IN_FLIGHT", created_at: new Date() });
 			} catch (err) {
 				if (!this.isUniqueViolation(err)) throw err;
-				return this.repeatOf(scope, key, hash, opts.waitMs ?? 0);
+				return this.repeatOf(scope, key, hash, opts.waitMs ?? 0, opts.staleAfterMs ?? 60_000, () => this.once(scope, key, params, fn, opts));
 			}
 			try {
 				const result = await fn();
@@ -86,7 +88,7 @@ export const IdempotencyMixin = {
 			}
 		},
 
-		async repeatOf(this: Svc, scope: string, key: string, hash: string, waitMs: number) {
+		async repeatOf(this: Svc, scope: string, key: string, hash: string, waitMs: number, staleAfterMs: number, again: () => Promise<unknown>) {
 			const deadline = Date.now() + waitMs;
 			for (;;) {
 				const rec: any = await this.idempotencyModel().findOne({ where: { scope, key }, raw: true });
@@ -94,6 +96,11 @@ export const IdempotencyMixin = {
 				if (rec.request_hash !== hash) throw new UnprocessableError("This Idempotency-Key was used with a different request", "IDEMPOTENCY_KEY_REUSED");
 				if (rec.state === "DONE") return jsonColumn(rec.response, null);
 				if (rec.state === "FAILED") throw storedError(jsonColumn(rec.error, { message: "failed", code: 409, type: "FAILED" }));
+				if (Date.now() - new Date(rec.created_at).getTime() > staleAfterMs) {
+					// Its owner died mid-call; the operation itself must tolerate running again (it is idempotent).
+					await this.idempotencyModel().destroy({ where: { scope, key, state: "IN_FLIGHT", created_at: rec.created_at } });
+					return again();
+				}
 				if (Date.now() >= deadline) throw new ConflictError("A request with this key is still being processed", "IDEMPOTENCY_KEY_IN_FLIGHT");
 				await new Promise(r => setTimeout(r, 50));
 			}

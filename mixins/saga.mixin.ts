@@ -11,6 +11,7 @@ import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, Op, type Transaction } from "sequelize";
 import { Counter } from "prom-client";
+import { config } from "../config";
 import { SYSTEM_USER } from "../lib/access";
 import { ConflictError, NotFoundError } from "../lib/errors";
 import { faultPoint } from "../lib/faults";
@@ -89,7 +90,7 @@ const errorInfo = (err: any) => ({ message: String(err?.message ?? err), code: e
 
 export function SagaMixin(definitions: SagaDefinition<any>[], opts: { leaseMs?: number; recoverEveryMs?: number; compensationAttempts?: number } = {}): Partial<ServiceSchema> {
 	const byName = new Map(definitions.map(d => [d.name, d]));
-	const leaseMs = opts.leaseMs ?? 30_000;
+	const leaseMs = opts.leaseMs ?? config().SAGA_LEASE_MS;
 	const compensationAttempts = opts.compensationAttempts ?? 6;
 
 	const schema = {
@@ -291,7 +292,7 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: { leaseMs?: 
 			setImmediate(() => this.recoverSagas().catch((err: Error) => this.logger.warn("Saga recovery pass failed", err.message)));
 			this._sagaTimer = setInterval(() => {
 				this.recoverSagas().catch((err: Error) => this.logger.warn("Saga recovery pass failed; will retry", err.message));
-			}, opts.recoverEveryMs ?? 5000);
+			}, opts.recoverEveryMs ?? config().SAGA_RECOVER_MS);
 			this._sagaTimer.unref();
 		},
 

@@ -47,6 +47,14 @@ const migrations: Migration[] = [
 			await qi.addIndex("orders", ["status", "created_at"]);
 		},
 	},
+	{
+		name: "002-order-idempotency-key",
+		async up(qi, T) {
+			// The order remembers the key that created it, so a retry after a crash finds it again.
+			await qi.addColumn("orders", "idempotency_key", { type: T.STRING(255), allowNull: true });
+			await qi.addIndex("orders", ["customer_id", "idempotency_key"], { unique: true, name: "orders_customer_idempotency_uq" });
+		},
+	},
 	...sagaMigrations,
 	...idempotencyMigrations,
 	...outboxMigrations,
@@ -143,6 +151,7 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 						shipping_address: DataTypes.JSON,
 						shipping_method: DataTypes.STRING(20),
 						history: DataTypes.JSON,
+						idempotency_key: DataTypes.STRING(255),
 						created_at: DataTypes.DATE(3),
 						updated_at: DataTypes.DATE(3),
 					},
@@ -175,7 +184,7 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 				if (!ctx.params.shippingAddress === !ctx.params.addressId) {
 					throw new UnprocessableError("Give either shippingAddress or addressId", "VALIDATION_ERROR", [{ field: "shippingAddress", message: "exactly one of shippingAddress or addressId" }]);
 				}
-				const answer: any = await this.once(`checkout:${customer.id}`, key, ctx.params, () => this.checkout(ctx, customer.id));
+				const answer: any = await this.once(`checkout:${customer.id}`, key, ctx.params, () => this.checkout(ctx, customer.id, key), { staleAfterMs: 2 * config().CHECKOUT_WAIT_MS + 10_000 });
 				ctx.meta.$statusCode = answer.statusCode;
 				return answer.body;
 			},
@@ -259,8 +268,15 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 	},
 
 	methods: {
-		async checkout(this: Svc, ctx: Context<any, Meta>, customerId: string) {
+		async checkout(this: Svc, ctx: Context<any, Meta>, customerId: string, idempotencyKey: string) {
 			const p = ctx.params;
+			// A first attempt whose process died after creating the order: answer with that order.
+			const earlier: any = await this.models.Order.findOne({ where: { customer_id: customerId, idempotency_key: idempotencyKey }, raw: true });
+			if (earlier) {
+				await this.waitForSagaOfOrder(earlier.id);
+				const current: any = await this.models.Order.findByPk(earlier.id, { raw: true });
+				return { statusCode: current.status === "PENDING" ? 202 : 201, body: publicOrder(current) };
+			}
 			const wanted: { productId: string; quantity: number }[] = p.items ?? ((await ctx.call("cart.getForCheckout", { customerId })) as any).items;
 			if (!wanted.length) throw new UnprocessableError("The cart is empty", "EMPTY_CART", [{ field: "items", message: "nothing to order" }]);
 			const address = p.shippingAddress ?? (await ctx.call("customers.getAddress", { customerId, addressId: p.addressId }));
@@ -291,6 +307,7 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 				shipping_address: address,
 				shipping_method: p.shippingMethod,
 				history: [{ status: "PENDING", at: now.toISOString() }, ...(unavailable.length ? [{ status: "REJECTED", at: now.toISOString() }] : [])],
+				idempotency_key: idempotencyKey,
 				created_at: now,
 				updated_at: now,
 			};
@@ -308,6 +325,15 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 			}
 			const final: any = await this.models.Order.findByPk(order.id, { raw: true });
 			return { statusCode: final.status === "PENDING" ? 202 : 201, body: publicOrder(final) };
+		},
+
+		async waitForSagaOfOrder(this: Svc, orderId: string) {
+			const deadline = Date.now() + config().CHECKOUT_WAIT_MS;
+			while (Date.now() < deadline) {
+				const o: any = await this.models.Order.findByPk(orderId, { attributes: ["status"], raw: true });
+				if (o.status !== "PENDING") return;
+				await new Promise(r => setTimeout(r, 50));
+			}
 		},
 
 		async ownOrder(this: Svc, ctx: Context<unknown, Meta>, id: string) {

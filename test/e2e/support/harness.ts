@@ -126,10 +126,25 @@ export class TestCluster {
 		await this.spawnNode(node.spec);
 	}
 
-	async respawn(name: string): Promise<void> {
+	/** Starts a node again after it died, optionally with other environment variables. */
+	async respawn(name: string, env?: Record<string, string>): Promise<void> {
 		const node = this.nodes.get(name);
 		if (!node) throw new Error(`no node ${name}`);
+		if (env) node.spec = { ...node.spec, env: { ...node.spec.env, ...env } };
 		await this.spawnNode(node.spec);
+	}
+
+	/** Resolves when the node's process has exited (e.g. killed by a fault point). */
+	async exited(name: string, timeoutMs = 30_000): Promise<number | null> {
+		const child = this.nodes.get(name)!.child;
+		if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+		return new Promise((resolve, reject) => {
+			const timer = setTimeout(() => reject(new Error(`${name} did not exit\n${this.logs(name)}`)), timeoutMs);
+			child.once("exit", code => {
+				clearTimeout(timer);
+				resolve(code);
+			});
+		});
 	}
 
 	async stop(): Promise<void> {
