@@ -68,6 +68,7 @@ const schema = z.object({
 	CHECKOUT_WAIT_MS: int(0, 60_000).default(4000),
 	SAGA_LEASE_MS: int(500, 600_000).default(30_000),
 	SAGA_RECOVER_MS: int(100, 600_000).default(5000),
+	SAGA_COMPENSATION_ATTEMPTS: int(1, 100).default(6),
 	TEST_FAULTS: z.string().default(""),
 
 	// Durable events (docs/EVENTS.md): a handler that fails is retried with exponential backoff

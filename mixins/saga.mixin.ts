@@ -91,7 +91,7 @@ const errorInfo = (err: any) => ({ message: String(err?.message ?? err), code: e
 export function SagaMixin(definitions: SagaDefinition<any>[], opts: { leaseMs?: number; recoverEveryMs?: number; compensationAttempts?: number } = {}): Partial<ServiceSchema> {
 	const byName = new Map(definitions.map(d => [d.name, d]));
 	const leaseMs = opts.leaseMs ?? config().SAGA_LEASE_MS;
-	const compensationAttempts = opts.compensationAttempts ?? 6;
+	const compensationAttempts = opts.compensationAttempts ?? config().SAGA_COMPENSATION_ATTEMPTS;
 
 	const schema = {
 		methods: {

@@ -9,6 +9,7 @@ import { DataTypes, Op, type Transaction } from "sequelize";
 import { config } from "../../config";
 import { DEMO_PRODUCTS } from "../../lib/catalog/demo-data";
 import { ConflictError, NotFoundError } from "../../lib/errors";
+import { faultPoint } from "../../lib/faults";
 import { type Allocation, allocate } from "../../lib/inventory/allocation";
 import { AccessMixin } from "../../mixins/access.mixin";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
@@ -190,6 +191,7 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 
 		/** HELD → released; COMMITTED → stock goes back on the shelf (cancel after confirmation). */
 		async releaseOrder(this: Svc, orderId: string, to: "RELEASED" | "EXPIRED") {
+			faultPoint("warehouse.release");
 			let released = 0;
 			const reservations: any[] = await this.models.Reservation.findAll({ where: { order_id: orderId, status: { [Op.in]: ["HELD", "COMMITTED"] } }, raw: true });
 			for (const r of reservations) {
