@@ -3,14 +3,19 @@
  * PostgreSQL, each test file with its own namespace and database prefix, torn down afterwards.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Sequelize } from "sequelize";
 import { TEST_ADMIN, TEST_JWT_SECRET } from "../../support/env";
 
-const ROOT = join(__dirname, "../../..");
+/** The repository root (this file also runs compiled, from dist/, inside the benchmarks). */
+function repositoryRoot(dir: string): string {
+	while (!existsSync(join(dir, "package.json"))) dir = dirname(dir);
+	return dir;
+}
+const ROOT = repositoryRoot(__dirname);
 export const NATS_URL = process.env.E2E_NATS_URL ?? "nats://127.0.0.1:4222";
 export const PG_URL = process.env.E2E_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
