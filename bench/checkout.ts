@@ -29,7 +29,7 @@ async function main(): Promise<void> {
 			{ name: "commerce", services: ["cart", "orders", "payments"] },
 			{ name: "inventory", services: ["warehouse", "fulfillment", "shipping"] },
 		],
-		{ AUTH_RATE_LIMIT_MAX: "100000", RATE_LIMIT_MAX: "1000000", LOG_LEVEL: "error", DB_POOL_MAX: "20" },
+		{ AUTH_RATE_LIMIT_MAX: "100000", RATE_LIMIT_MAX: "1000000", LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "error" },
 	);
 	console.log("starting the cluster topology (5 node processes, NATS, PostgreSQL)...");
 	await cluster.start();
@@ -99,6 +99,7 @@ async function main(): Promise<void> {
 		writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
 		console.log(JSON.stringify(result, null, 2));
 		console.log(`written to ${file}`);
+		if (process.env.BENCH_LOGS) console.log(cluster.logs().slice(-6000));
 	} finally {
 		await cluster.stop();
 	}

@@ -39,7 +39,8 @@ const schema = z.object({
 		.string()
 		.regex(/^[a-z0-9_]*$/, "only lower-case letters, digits and _")
 		.default(""),
-	DB_POOL_MAX: int(1, 200).default(10),
+	// Per service and process: the sum over every service and replica must stay below PostgreSQL's max_connections.
+	DB_POOL_MAX: int(1, 200).default(5),
 
 	JWT_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
 	JWT_ISSUER: z.string().default("moleculer-commerce"),
