@@ -72,6 +72,23 @@ export class TestCluster {
 		await this.waitUntil(async () => (await this.http("GET", "/health/ready")).status === 200, 60_000, "gateway ready");
 	}
 
+	/** The environment every node of this cluster shares (for an extra process joining it). */
+	nodeEnv(): Record<string, string> {
+		return {
+			NODE_ENV: "test",
+			NAMESPACE: `e2e-${this.id}`,
+			TRANSPORTER: NATS_URL,
+			DATABASE_URL: PG_URL,
+			DB_NAME_PREFIX: this.prefix,
+			DATA_DIR: this.dataDir,
+			JWT_SECRET: TEST_JWT_SECRET,
+			ADMIN_EMAIL: TEST_ADMIN.email,
+			ADMIN_PASSWORD: TEST_ADMIN.password,
+			METRICS_ENABLED: "false",
+			...this.env,
+		};
+	}
+
 	private async spawnNode(spec: NodeSpec): Promise<void> {
 		const metricsPort = this.nodes.get(spec.name)?.metricsPort ?? (await freePort());
 		const child = spawn(process.execPath, [join(ROOT, "dist/bin/start.js")], {
