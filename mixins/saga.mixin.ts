@@ -86,6 +86,9 @@ export function isRetryable(err: any): boolean {
 	return Boolean(err?.retryable) || ["REQUEST_TIMEOUT", "SERVICE_NOT_FOUND", "SERVICE_NOT_AVAILABLE", "QUEUE_FULL"].includes(err?.type);
 }
 
+/** Failures that prove the request never reached a handler: no node had the action, or its breaker was open. */
+const NEVER_SENT = new Set(["SERVICE_NOT_FOUND", "SERVICE_NOT_AVAILABLE"]);
+
 const errorInfo = (err: any) => ({ message: String(err?.message ?? err), code: err?.code ?? null, type: err?.type ?? null });
 
 export function SagaMixin(definitions: SagaDefinition<any>[], opts: { leaseMs?: number; recoverEveryMs?: number; compensationAttempts?: number } = {}): Partial<ServiceSchema> {
@@ -135,7 +138,8 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: { leaseMs?: 
 							const result = await this.runStep(ctx, id, def, step, data);
 							if (step.onResult) data = step.onResult(data, result);
 						} catch (error) {
-							await this.sagaLog(id, step.name, "forward", "FAILED", errorInfo(error));
+							// A step that never reached its service took no effect: nothing of it to compensate.
+							await this.sagaLog(id, step.name, "forward", (error as any)?.sagaNeverSent ? "NOT_SENT" : "FAILED", errorInfo(error));
 							this.logger.warn(`Saga ${def.name} step ${step.name} failed; compensating`, { sagaId: id, err: (error as Error).message });
 							await this.renew(id, { status: "COMPENSATING", data, failure: { step: step.name, error: errorInfo(error) } });
 							inst = await Instance.findByPk(id, { raw: true });
@@ -155,12 +159,17 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: { leaseMs?: 
 			},
 
 			async runStep(this: Svc, ctx: Context, id: string, def: SagaDefinition<any>, step: SagaStep<any>, data: any) {
+				let everSent = false;
 				for (let attempt = 0; ; attempt++) {
 					try {
 						if (step.local) return await step.local(this, data, id);
 						return await ctx.call(step.action!, { ...step.params!(data), idempotencyKey: `${id}:${step.name}` }, { timeout: step.timeout, retries: 0 });
-					} catch (err) {
-						if (!isRetryable(err) || attempt >= step.retries) throw err;
+					} catch (err: any) {
+						everSent ||= !NEVER_SENT.has(err?.type);
+						if (!isRetryable(err) || attempt >= step.retries) {
+							if (!everSent && err && typeof err === "object") err.sagaNeverSent = true;
+							throw err;
+						}
 						await new Promise(r => setTimeout(r, 100 * 2 ** attempt));
 					}
 				}
@@ -171,7 +180,9 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: { leaseMs?: 
 				const data = jsonColumn<any>(inst.data, {});
 				const failure = jsonColumn<any>(inst.failure, null);
 				const done = new Set(((await this.sagaModels().Log.findAll({ where: { saga_id: inst.id, phase: "compensate", status: "DONE" }, raw: true })) as any[]).map(r => r.step));
-				const begun = new Set(((await this.sagaModels().Log.findAll({ where: { saga_id: inst.id, phase: "forward" }, raw: true })) as any[]).map(r => r.step));
+				const forward: any[] = await this.sagaModels().Log.findAll({ where: { saga_id: inst.id, phase: "forward" }, raw: true });
+				const notSent = new Set(forward.filter(r => r.status === "NOT_SENT").map(r => r.step));
+				const begun = new Set(forward.filter(r => r.status === "STARTED" && !notSent.has(r.step)).map(r => r.step));
 				for (let i = def.steps.length - 1; i >= 0; i--) {
 					const step = def.steps[i];
 					if (!step.compensate || !begun.has(step.name) || done.has(step.name)) continue;
