@@ -152,6 +152,7 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: { leaseMs?: 
 					if (def.completed) await def.completed(this, data, id);
 					await this.renew(id, { status: "COMPLETED", lease_owner: null });
 					finishedTotal.inc({ saga: def.name, status: "COMPLETED" });
+					this.sagaSettled(id, "COMPLETED");
 					return "COMPLETED";
 				}
 				if (inst.status === "COMPENSATING") return this.compensateSaga(ctx, inst, def);
@@ -204,6 +205,7 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: { leaseMs?: 
 						// Never dropped: parked for an operator, visible and retryable from the REPL.
 						await this.renew(inst.id, { status: "STUCK", lease_owner: null });
 						stuckTotal.inc({ saga: def.name });
+						this.sagaSettled(inst.id, "STUCK");
 						this.logger.error(`Saga ${def.name} STUCK: compensation ${step.name} keeps failing`, { sagaId: inst.id, err: (lastError as Error).message });
 						return "STUCK";
 					}
@@ -213,6 +215,7 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: { leaseMs?: 
 				if (def.compensated) await def.compensated(this, data, inst.id, failure ?? { step: "unknown", error: {} });
 				await this.renew(inst.id, { status: "COMPENSATED", lease_owner: null });
 				finishedTotal.inc({ saga: def.name, status: "COMPENSATED" });
+				this.sagaSettled(inst.id, "COMPENSATED");
 				return "COMPENSATED";
 			},
 
@@ -244,13 +247,27 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: { leaseMs?: 
 				return taken;
 			},
 
+			/** Resolves when this node finishes driving the saga, or after `ms` with its current status. */
 			async waitForSaga(this: Svc, id: string, ms: number): Promise<string> {
-				const deadline = Date.now() + ms;
-				for (;;) {
-					const inst: any = await this.sagaModels().Instance.findByPk(id, { attributes: ["status"], raw: true });
-					if (!inst || ![...ACTIVE].includes(inst.status) || Date.now() >= deadline) return inst?.status;
-					await new Promise(r => setTimeout(r, 25));
-				}
+				const finished = new Promise<string>(resolve => {
+					const waiters = this._sagaWaiters.get(id) ?? [];
+					waiters.push(resolve);
+					this._sagaWaiters.set(id, waiters);
+				});
+				let timer: NodeJS.Timeout | undefined;
+				const timeout = new Promise<undefined>(resolve => (timer = setTimeout(() => resolve(undefined), ms)));
+				const status = await Promise.race([finished, timeout]);
+				clearTimeout(timer);
+				this._sagaWaiters.delete(id);
+				if (status) return status;
+				const inst: any = await this.sagaModels().Instance.findByPk(id, { attributes: ["status"], raw: true });
+				return inst?.status;
+			},
+
+			/** Wakes whoever waits for this saga on this node (no polling of the database). */
+			sagaSettled(this: Svc, id: string, status: string) {
+				for (const resolve of this._sagaWaiters.get(id) ?? []) resolve(status);
+				this._sagaWaiters.delete(id);
 			},
 		},
 
@@ -296,6 +313,7 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: { leaseMs?: 
 
 		created(this: Svc) {
 			this.sagaOwner = `${this.broker.nodeID}:${hostname()}:${process.pid}`;
+			this._sagaWaiters = new Map<string, ((status: string) => void)[]>();
 		},
 
 		started(this: Svc) {
