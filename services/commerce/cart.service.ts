@@ -1,21 +1,22 @@
 /**
  * Cart: one per customer, persisted, quantities 1..99, always shown at the catalog's current
- * prices. Cleared when the customer's order is confirmed.
+ * prices (lib/cart/pricing); products no longer on sale drop out of it. Cleared when the
+ * customer's order is confirmed.
  */
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { DataTypes, type Transaction } from "sequelize";
-import { NotFoundError, UnprocessableError } from "../../lib/errors";
+import { DataTypes, Op, type Transaction } from "sequelize";
+import { type CartLine, MAX_LINES, MAX_QUANTITY, type CatalogProduct, priceCart, sellableLines } from "../../lib/cart/pricing";
+import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
 import type { DomainEvent } from "../../lib/events";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
 
-const MAX_QTY = 99;
-
 const migrations: Migration[] = [
 	{
 		name: "001-cart",
 		async up(qi, T) {
+			// The composite primary key is the unique (customer_id, product_id): one line per product.
 			await qi.createTable("cart_items", {
 				customer_id: { type: T.STRING(36), primaryKey: true },
 				product_id: { type: T.STRING(36), primaryKey: true },
@@ -30,6 +31,12 @@ const migrations: Migration[] = [
 type Svc = Service & DbMethods & { [k: string]: any };
 type Ctx<P = unknown> = Context<P, Meta & { $statusCode?: number }>;
 
+const productId = "string|min:1|max:36";
+const CATALOG_TIMEOUT_MS = 3000;
+
+const tooMany = (quantity: number) =>
+	new UnprocessableError(`At most ${MAX_QUANTITY} of one product`, "VALIDATION_ERROR", [{ field: "quantity", message: `the cart would hold ${quantity}; at most ${MAX_QUANTITY}` }]);
+
 const CartService: ServiceSchema<any, any, any, Svc> = {
 	name: "cart",
 	mixins: [
@@ -37,7 +44,11 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 			name: "cart",
 			migrations,
 			models: s => ({
-				Item: s.define("CartItem", { customer_id: { type: DataTypes.STRING(36), primaryKey: true }, product_id: { type: DataTypes.STRING(36), primaryKey: true }, quantity: DataTypes.INTEGER, added_at: DataTypes.DATE(3) }, { tableName: "cart_items", timestamps: false }),
+				Item: s.define(
+					"CartItem",
+					{ customer_id: { type: DataTypes.STRING(36), primaryKey: true }, product_id: { type: DataTypes.STRING(36), primaryKey: true }, quantity: DataTypes.INTEGER, added_at: DataTypes.DATE(3) },
+					{ tableName: "cart_items", timestamps: false },
+				),
 			}),
 		}),
 		ConsumerMixin,
@@ -54,23 +65,27 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 
 		addItem: {
 			auth: "customer",
-			params: { productId: "string|max:36", quantity: `number|integer|min:1|max:${MAX_QTY}` },
+			params: { productId, quantity: `number|integer|min:1|max:${MAX_QUANTITY}` },
 			async handler(this: Svc, ctx: Ctx<{ productId: string; quantity: number }>) {
 				const customerId = callerOf(ctx).id;
-				await this.requireProduct(ctx, ctx.params.productId);
-				await this.transaction(async (t: Transaction) => {
-					const existing: any = await this.models.Item.findOne({ where: { customer_id: customerId, product_id: ctx.params.productId }, transaction: t, raw: true });
-					const quantity = (existing?.quantity ?? 0) + ctx.params.quantity;
-					if (quantity > MAX_QTY) throw new UnprocessableError(`At most ${MAX_QTY} of one product`, "VALIDATION_ERROR", [{ field: "quantity", message: `cart would hold ${quantity}, at most ${MAX_QTY}` }]);
-					await this.models.Item.upsert({ customer_id: customerId, product_id: ctx.params.productId, quantity, added_at: existing?.added_at ?? new Date() }, { transaction: t });
-				});
+				const [product] = await this.products(ctx, [ctx.params.productId]);
+				if (product?.status !== "active") throw new NotFoundError("Product", "PRODUCT_NOT_FOUND");
+				for (let attempt = 1; ; attempt++) {
+					try {
+						if (await this.transaction((t: Transaction) => this.addQuantity(t, customerId, ctx.params.productId, ctx.params.quantity))) break;
+					} catch (err) {
+						if (!this.isUniqueViolation(err)) throw err;
+					}
+					// A concurrent first add of this product made the line meanwhile: add to it now.
+					if (attempt >= 3) throw new ConflictError("The cart changed meanwhile; try again", "CART_CHANGED");
+				}
 				return this.view(ctx, customerId);
 			},
 		},
 
 		setQuantity: {
 			auth: "customer",
-			params: { productId: "string|max:36", quantity: `number|integer|min:0|max:${MAX_QTY}` },
+			params: { productId, quantity: `number|integer|min:0|max:${MAX_QUANTITY}` },
 			async handler(this: Svc, ctx: Ctx<{ productId: string; quantity: number }>) {
 				const customerId = callerOf(ctx).id;
 				const where = { customer_id: customerId, product_id: ctx.params.productId };
@@ -85,7 +100,7 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 
 		removeItem: {
 			auth: "customer",
-			params: { productId: "string|max:36" },
+			params: { productId },
 			async handler(this: Svc, ctx: Ctx<{ productId: string }>) {
 				const customerId = callerOf(ctx).id;
 				await this.models.Item.destroy({ where: { customer_id: customerId, product_id: ctx.params.productId } });
@@ -102,16 +117,18 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 			},
 		},
 
+		/** Internal (orders, shipping): what the customer would check out — the lines still on sale, as the cart shows them. */
 		getForCheckout: {
-			params: { customerId: "string|max:36" },
+			params: { customerId: "string|min:1|max:36" },
 			async handler(this: Svc, ctx: Context<{ customerId: string }>) {
-				const rows: any[] = await this.models.Item.findAll({ where: { customer_id: ctx.params.customerId }, order: [["added_at", "ASC"]], raw: true });
-				return { items: rows.map(r => ({ productId: r.product_id, quantity: r.quantity })) };
+				const lines: CartLine[] = await this.lines(ctx.params.customerId);
+				const sellable = sellableLines(lines, await this.products(ctx, lines.map(l => l.productId)));
+				return { items: sellable.map(({ line }) => ({ productId: line.productId, quantity: line.quantity })) };
 			},
 		},
 
 		clearFor: {
-			params: { customerId: "string|max:36" },
+			params: { customerId: "string|min:1|max:36" },
 			async handler(this: Svc, ctx: Context<{ customerId: string }>) {
 				return { removed: await this.models.Item.destroy({ where: { customer_id: ctx.params.customerId } }) };
 			},
@@ -119,31 +136,48 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 	},
 
 	subscriptions: {
-		/** What was ordered leaves the cart once the order is confirmed. */
+		/** The customer's cart empties once their order is confirmed (a redelivery finds it empty already). */
 		async "orders.order.confirmed"(this: Svc, e: DomainEvent<"orders.order.confirmed">, t: Transaction) {
-			for (const item of e.items) await this.models.Item.destroy({ where: { customer_id: e.customerId, product_id: item.productId }, transaction: t });
+			await this.models.Item.destroy({ where: { customer_id: e.customerId }, transaction: t });
 		},
 	},
 
 	methods: {
-		async requireProduct(this: Svc, ctx: Context, productId: string) {
-			const [p]: any[] = await ctx.call("catalog.getMany", { ids: [productId] });
-			if (!p || p.status !== "active") throw new NotFoundError("Product", "PRODUCT_NOT_FOUND");
+		/**
+		 * Adds to the line in one conditional update, or starts it; never beyond MAX_QUANTITY or
+		 * MAX_LINES. False when the line appeared between the two (the caller tries again).
+		 */
+		async addQuantity(this: Svc, t: Transaction, customerId: string, product: string, quantity: number): Promise<boolean> {
+			const where = { customer_id: customerId, product_id: product };
+			const [n] = await this.models.Item.update(
+				{ quantity: this.sequelize.literal(`quantity + ${Math.trunc(quantity)}`) },
+				{ where: { ...where, quantity: { [Op.lte]: MAX_QUANTITY - quantity } }, transaction: t },
+			);
+			if (n) return true;
+			const existing: any = await this.models.Item.findOne({ where, transaction: t, raw: true });
+			if (existing) {
+				if (existing.quantity + quantity > MAX_QUANTITY) throw tooMany(existing.quantity + quantity);
+				return false;
+			}
+			if ((await this.models.Item.count({ where: { customer_id: customerId }, transaction: t })) >= MAX_LINES) {
+				throw new ConflictError(`A cart holds at most ${MAX_LINES} different products`, "CART_FULL");
+			}
+			await this.models.Item.create({ ...where, quantity, added_at: new Date() }, { transaction: t });
+			return true;
 		},
 
-		/** The cart at today's catalog prices; products no longer sold drop out of the view. */
+		async lines(this: Svc, customerId: string): Promise<CartLine[]> {
+			const rows: any[] = await this.models.Item.findAll({ where: { customer_id: customerId }, order: [["added_at", "ASC"], ["product_id", "ASC"]], raw: true });
+			return rows.map(r => ({ productId: r.product_id, quantity: r.quantity }));
+		},
+
+		async products(this: Svc, ctx: Context, ids: string[]): Promise<CatalogProduct[]> {
+			return ids.length ? ctx.call("catalog.getMany", { ids }, { timeout: CATALOG_TIMEOUT_MS }) : [];
+		},
+
 		async view(this: Svc, ctx: Context, customerId: string) {
-			const rows: any[] = await this.models.Item.findAll({ where: { customer_id: customerId }, order: [["added_at", "ASC"]], raw: true });
-			const products: any[] = rows.length ? await ctx.call("catalog.getMany", { ids: rows.map(r => r.product_id) }) : [];
-			const items = rows
-				.map(r => ({ r, p: products.find(p => p.id === r.product_id && p.status === "active") }))
-				.filter(x => x.p)
-				.map(({ r, p }) => ({ productId: p.id, name: p.name, unitPrice: p.price, quantity: r.quantity, lineTotal: { amount: p.price.amount * r.quantity, currency: p.price.currency } }));
-			return {
-				items,
-				subtotal: { amount: items.reduce((n, i) => n + i.lineTotal.amount, 0), currency: "USD" },
-				itemCount: items.reduce((n, i) => n + i.quantity, 0),
-			};
+			const lines: CartLine[] = await this.lines(customerId);
+			return priceCart(lines, await this.products(ctx, lines.map(l => l.productId)));
 		},
 	},
 };

@@ -1,19 +1,21 @@
 /**
- * Shipping: rate quotes (by weight and destination), shipments with tracking numbers, and their
- * tracking events (a delivery arrives as fulfillment.fulfillment.delivered).
+ * Shipping: rate quotes (lib/shipping/rates, by weight and destination), shipments with tracking
+ * numbers, and their tracking events (a delivery arrives as fulfillment.fulfillment.delivered).
  */
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { DataTypes, type Transaction } from "sequelize";
+import { DataTypes, Op, type Transaction } from "sequelize";
 import { config } from "../../config";
-import { NotFoundError } from "../../lib/errors";
+import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
 import type { DomainEvent } from "../../lib/events";
+import { faultPoint } from "../../lib/faults";
 import { shippingRates } from "../../lib/shipping/rates";
+import { isTrackingNumber, newTrackingNumber } from "../../lib/shipping/tracking";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
-import { ADDRESS_RULES } from "../customer/customers.service";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
-import { IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
+import { idempotencyMigrations, requestHash } from "../../mixins/idempotency.mixin";
+import { ADDRESS_RULES } from "../customer/customers.service";
 
 const migrations: Migration[] = [
 	{
@@ -38,12 +40,38 @@ const migrations: Migration[] = [
 			await qi.addIndex("tracking_events", ["shipment_id", "at"]);
 		},
 	},
+	// Applied by earlier versions (which kept createShipment keys there); kept so history replays.
 	...idempotencyMigrations,
 	...inboxMigrations,
+	{
+		name: "002-shipment-keys",
+		async up(qi, T) {
+			// The key lives on the shipment itself, so a crash can never leave a shipment without it.
+			await qi.addColumn("shipments", "idempotency_key", { type: T.STRING(255), allowNull: true });
+			await qi.addColumn("shipments", "request_hash", { type: T.STRING(64), allowNull: true });
+			await qi.addColumn("shipments", "address", { type: T.JSON, allowNull: true });
+			await qi.addIndex("shipments", ["idempotency_key"], { unique: true, name: "shipments_idempotency_key" });
+			await qi.addIndex("shipments", ["fulfillment_id"], { unique: true, name: "shipments_one_per_fulfillment" });
+		},
+	},
 ];
 
-type Svc = Service & DbMethods & IdempotencyMethods & { [k: string]: any };
-const address = { type: "object", strict: true, props: { ...ADDRESS_RULES, name: "string|max:100|optional" } };
+type Svc = Service & DbMethods & { [k: string]: any };
+
+interface ShipmentParams {
+	fulfillmentId: string;
+	orderId: string;
+	method: string;
+	address: Record<string, unknown>;
+	idempotencyKey: string;
+}
+
+/** What a client sends: an address exactly (unknown fields refused). */
+const customerAddress = { type: "object", strict: true, props: { ...ADDRESS_RULES, name: "string|max:100|optional" } };
+/** What services send: any stored address (it may carry an id or isDefault); the country is what prices it. */
+const serviceAddress = { type: "object", props: { country: ADDRESS_RULES.country } };
+/** A tracking-number collision (60 random bits) is all but impossible; a few tries make it harmless. */
+const TRACKING_ATTEMPTS = 3;
 
 const ShippingService: ServiceSchema<any, any, any, Svc> = {
 	name: "shipping",
@@ -52,60 +80,102 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 			name: "shipping",
 			migrations,
 			models: s => ({
-				Shipment: s.define("Shipment", { id: { type: DataTypes.STRING(36), primaryKey: true }, tracking_number: DataTypes.STRING(20), fulfillment_id: DataTypes.STRING(36), order_id: DataTypes.STRING(36), method: DataTypes.STRING(20), status: DataTypes.STRING(20), created_at: DataTypes.DATE(3) }, { tableName: "shipments", timestamps: false }),
-				TrackingEvent: s.define("TrackingEvent", { id: { type: DataTypes.STRING(36), primaryKey: true }, shipment_id: DataTypes.STRING(36), status: DataTypes.STRING(20), at: DataTypes.DATE(3) }, { tableName: "tracking_events", timestamps: false }),
+				Shipment: s.define(
+					"Shipment",
+					{
+						id: { type: DataTypes.STRING(36), primaryKey: true },
+						tracking_number: DataTypes.STRING(20),
+						fulfillment_id: DataTypes.STRING(36),
+						order_id: DataTypes.STRING(36),
+						method: DataTypes.STRING(20),
+						status: DataTypes.STRING(20),
+						address: DataTypes.JSON,
+						idempotency_key: DataTypes.STRING(255),
+						request_hash: DataTypes.STRING(64),
+						created_at: DataTypes.DATE(3),
+					},
+					{ tableName: "shipments", timestamps: false },
+				),
+				TrackingEvent: s.define(
+					"TrackingEvent",
+					{ id: { type: DataTypes.STRING(36), primaryKey: true }, shipment_id: DataTypes.STRING(36), status: DataTypes.STRING(20), at: DataTypes.DATE(3) },
+					{ tableName: "tracking_events", timestamps: false },
+				),
 			}),
 		}),
-		IdempotencyMixin,
 		ConsumerMixin,
 		AccessMixin,
 	],
 
 	actions: {
+		/** Internal (orders): rates for lines whose weights the caller already has. */
 		quote: {
-			params: { address, lines: { type: "array", max: 100, items: { type: "object", props: { productId: "string|max:36", quantity: "number|integer|min:1", weightGrams: "number|integer|min:0" } } }, subtotal: "object" },
+			params: {
+				address: serviceAddress,
+				lines: { type: "array", max: 500, items: { type: "object", props: { productId: "string|min:1|max:64", quantity: "number|integer|min:1", weightGrams: "number|integer|min:0" } } },
+				subtotal: { type: "object", props: { amount: "number|integer|min:0", currency: "string|length:3" } },
+			},
 			handler(this: Svc, ctx: Context<{ address: { country: string }; lines: { quantity: number; weightGrams: number }[]; subtotal: { amount: number } }>) {
-				const weight = ctx.params.lines.reduce((n, l) => n + l.quantity * l.weightGrams, 0);
-				return { items: shippingRates(weight, ctx.params.address.country, ctx.params.subtotal.amount, config().FREE_SHIPPING_THRESHOLD_CENTS) };
+				const weightGrams = ctx.params.lines.reduce((n, l) => n + l.quantity * l.weightGrams, 0);
+				return { items: this.rates(ctx.params.address.country, weightGrams, ctx.params.subtotal.amount) };
 			},
 		},
 
 		rates: {
 			auth: "customer",
-			params: { address, items: { type: "array", optional: true, min: 1, max: 100, items: { type: "object", strict: true, props: { productId: "string|max:36", quantity: "number|integer|min:1|max:99" } } } },
+			params: {
+				address: customerAddress,
+				items: { type: "array", optional: true, min: 1, max: 100, items: { type: "object", strict: true, props: { productId: "string|min:1|max:64", quantity: "number|integer|min:1|max:99" } } },
+			},
 			async handler(this: Svc, ctx: Context<{ address: { country: string }; items?: { productId: string; quantity: number }[] }, Meta>) {
-				const items = ctx.params.items ?? ((await ctx.call("cart.getForCheckout", { customerId: callerOf(ctx).id })) as any).items;
-				const products: any[] = items.length ? await ctx.call("catalog.getMany", { ids: items.map((i: any) => i.productId) }) : [];
-				const lines = items.map((i: any) => {
-					const p = products.find(x => x.id === i.productId && x.status === "active");
+				const items: { productId: string; quantity: number }[] =
+					ctx.params.items ?? ((await ctx.call("cart.getForCheckout", { customerId: callerOf(ctx).id }, { timeout: 3000 })) as any).items;
+				if (!items.length) throw new UnprocessableError("Nothing to ship: the cart is empty", "EMPTY_CART", [{ field: "items", message: "nothing to ship" }]);
+				const products: any[] = await ctx.call("catalog.getMany", { ids: [...new Set(items.map(i => i.productId))] }, { timeout: 3000 });
+				const active = new Map(products.filter(p => p.status === "active").map(p => [p.id, p]));
+				let weightGrams = 0;
+				let subtotal = 0;
+				for (const i of items) {
+					const p = active.get(i.productId);
 					if (!p) throw new NotFoundError(`Product ${i.productId}`, "PRODUCT_NOT_FOUND");
-					return { productId: p.id, quantity: i.quantity, weightGrams: p.weightGrams, amount: p.price.amount * i.quantity };
-				});
-				const subtotal = lines.reduce((n: number, l: any) => n + l.amount, 0);
-				const weight = lines.reduce((n: number, l: any) => n + l.quantity * l.weightGrams, 0);
-				return { items: shippingRates(weight, ctx.params.address.country, subtotal, config().FREE_SHIPPING_THRESHOLD_CENTS) };
+					weightGrams += p.weightGrams * i.quantity;
+					subtotal += p.price.amount * i.quantity;
+				}
+				return { items: this.rates(ctx.params.address.country, weightGrams, subtotal) };
 			},
 		},
 
+		/** Internal (fulfillment.ship): one shipment per fulfillment, idempotent on the key. */
 		createShipment: {
-			params: { fulfillmentId: "string|max:36", orderId: "string|max:36", method: "string|max:20", idempotencyKey: "string|min:1|max:255" },
-			handler(this: Svc, ctx: Context<{ fulfillmentId: string; orderId: string; method: string; idempotencyKey: string }>) {
-				return this.once("createShipment", ctx.params.idempotencyKey, ctx.params, async () => {
-					const shipment = { id: randomUUID(), tracking_number: `MC${randomBytes(6).toString("hex").toUpperCase()}`, fulfillment_id: ctx.params.fulfillmentId, order_id: ctx.params.orderId, method: ctx.params.method, status: "IN_TRANSIT", created_at: new Date() };
-					await this.transaction(async (t: Transaction) => {
-						await this.models.Shipment.create(shipment, { transaction: t });
-						await this.models.TrackingEvent.create({ id: randomUUID(), shipment_id: shipment.id, status: "IN_TRANSIT", at: shipment.created_at }, { transaction: t });
-					});
-					return { trackingNumber: shipment.tracking_number };
-				}, { waitMs: 5000 });
+			params: {
+				fulfillmentId: "string|min:1|max:36",
+				orderId: "string|min:1|max:36",
+				method: "string|min:1|max:20",
+				address: serviceAddress,
+				idempotencyKey: "string|min:1|max:255",
+			},
+			async handler(this: Svc, ctx: Context<ShipmentParams>) {
+				const { idempotencyKey, ...request } = ctx.params;
+				const hash = requestHash(request);
+				for (let attempt = 1; ; attempt++) {
+					const prior: any = await this.models.Shipment.findOne({ where: { [Op.or]: [{ idempotency_key: idempotencyKey }, { fulfillment_id: request.fulfillmentId }] }, raw: true });
+					if (prior) return this.replay(prior, idempotencyKey, hash);
+					try {
+						return await this.transaction((t: Transaction) => this.insertShipment(t, ctx.params, hash));
+					} catch (err) {
+						// A concurrent call with this key (or for this fulfillment) won, or the tracking number was taken: look again.
+						if (!this.isUniqueViolation(err) || attempt >= TRACKING_ATTEMPTS) throw err;
+					}
+				}
 			},
 		},
 
 		track: {
 			auth: "public",
-			params: { trackingNumber: "string|max:20" },
+			params: { trackingNumber: "string|min:1|max:40" },
 			async handler(this: Svc, ctx: Context<{ trackingNumber: string }>) {
-				const s: any = await this.models.Shipment.findOne({ where: { tracking_number: ctx.params.trackingNumber }, raw: true });
+				const trackingNumber = ctx.params.trackingNumber.toUpperCase();
+				const s: any = isTrackingNumber(trackingNumber) ? await this.models.Shipment.findOne({ where: { tracking_number: trackingNumber }, raw: true }) : null;
 				if (!s) throw new NotFoundError("Shipment", "SHIPMENT_NOT_FOUND");
 				const events: any[] = await this.models.TrackingEvent.findAll({ where: { shipment_id: s.id }, order: [["at", "ASC"]], raw: true });
 				return { trackingNumber: s.tracking_number, status: s.status, events: events.map(e => ({ status: e.status, at: new Date(e.at).toISOString() })) };
@@ -116,9 +186,44 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 	subscriptions: {
 		async "fulfillment.fulfillment.delivered"(this: Svc, e: DomainEvent<"fulfillment.fulfillment.delivered">, t: Transaction) {
 			const s: any = await this.models.Shipment.findOne({ where: { fulfillment_id: e.fulfillmentId }, transaction: t, raw: true });
-			if (!s) return;
-			await this.models.Shipment.update({ status: "DELIVERED" }, { where: { id: s.id }, transaction: t });
-			await this.models.TrackingEvent.create({ id: randomUUID(), shipment_id: s.id, status: "DELIVERED", at: new Date(e.occurredAt) }, { transaction: t });
+			if (!s) {
+				this.logger.warn("Delivery of a fulfillment without a shipment; nothing to track", { fulfillmentId: e.fulfillmentId, orderId: e.orderId, eventId: e.eventId });
+				return;
+			}
+			const [n] = await this.models.Shipment.update({ status: "DELIVERED" }, { where: { id: s.id, status: { [Op.ne]: "DELIVERED" } }, transaction: t });
+			if (n) await this.models.TrackingEvent.create({ id: randomUUID(), shipment_id: s.id, status: "DELIVERED", at: new Date(e.occurredAt) }, { transaction: t });
+		},
+	},
+
+	methods: {
+		rates(this: Svc, country: string, weightGrams: number, subtotal: number) {
+			return shippingRates({ weightGrams, country, subtotal, freeShippingThreshold: config().FREE_SHIPPING_THRESHOLD_CENTS });
+		},
+
+		replay(this: Svc, prior: any, key: string, hash: string) {
+			if (prior.idempotency_key !== key) throw new ConflictError("The fulfillment already has a shipment", "SHIPMENT_EXISTS");
+			if (prior.request_hash !== hash) throw new UnprocessableError("This idempotency key was used with a different request", "IDEMPOTENCY_KEY_REUSED");
+			return { trackingNumber: prior.tracking_number };
+		},
+
+		async insertShipment(this: Svc, t: Transaction, p: ShipmentParams, hash: string) {
+			const now = new Date();
+			const shipment = {
+				id: randomUUID(),
+				tracking_number: newTrackingNumber(),
+				fulfillment_id: p.fulfillmentId,
+				order_id: p.orderId,
+				method: p.method,
+				status: "IN_TRANSIT",
+				address: p.address,
+				idempotency_key: p.idempotencyKey,
+				request_hash: hash,
+				created_at: now,
+			};
+			await this.models.Shipment.create(shipment, { transaction: t });
+			await this.models.TrackingEvent.create({ id: randomUUID(), shipment_id: shipment.id, status: "IN_TRANSIT", at: now }, { transaction: t });
+			faultPoint("shipping.createShipment");
+			return { trackingNumber: shipment.tracking_number };
 		},
 	},
 };
