@@ -31,9 +31,17 @@ export function checkPriceRange(minPrice?: number, maxPrice?: number): void {
 	}
 }
 
-/** Ids of a category and all its descendants. */
+/** Ids of a category and all its descendants (each once, even if the tree had a cycle). */
 export function withDescendants(rootId: string, categories: { id: string; parentId: string | null }[]): string[] {
 	const out = [rootId];
-	for (let i = 0; i < out.length; i++) for (const c of categories) if (c.parentId === out[i]) out.push(c.id);
+	const seen = new Set(out);
+	for (let i = 0; i < out.length; i++) {
+		for (const c of categories) {
+			if (c.parentId === out[i] && !seen.has(c.id)) {
+				seen.add(c.id);
+				out.push(c.id);
+			}
+		}
+	}
 	return out;
 }

@@ -3,14 +3,16 @@
  * a catalog.product.* event in the same transaction (outbox). Product pages add live rating and
  * availability, degrading to null when the reviews or warehouse service cannot answer.
  */
+import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, Op, type Transaction, type WhereOptions } from "sequelize";
 import { config } from "../../config";
 import { isAdmin } from "../../lib/access";
 import { DEMO_CATEGORIES, DEMO_PRODUCTS } from "../../lib/catalog/demo-data";
+import { type ProductInput, type ProductRecord, checkAttributes, createParams, newProductRecord, productChanges, productSnapshot, productView, updateParams } from "../../lib/catalog/product";
 import { PRODUCT_SORTS, type ProductSort, checkPriceRange, clampPaging, sortOrder, withDescendants } from "../../lib/catalog/query";
 import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
-import type { DomainEvent, ProductSnapshot } from "../../lib/events";
+import type { DomainEvent } from "../../lib/events";
 import { AccessMixin } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
 import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
@@ -50,43 +52,22 @@ const migrations: Migration[] = [
 			await qi.addIndex("products", ["status", "created_at"]);
 		},
 	},
+	{
+		name: "002-products-brand-index",
+		async up(qi) {
+			// The list's brand filter.
+			await qi.addIndex("products", ["status", "brand"]);
+		},
+	},
 	...outboxMigrations,
 	...inboxMigrations,
 ];
 
 type Svc = Service & DbMethods & OutboxMethods & { [k: string]: any };
 
-const productFields = {
-	name: "string|trim|min:1|max:200",
-	description: "string|max:5000",
-	brand: "string|trim|min:1|max:80",
-	categoryId: "string|max:64",
-	price: { type: "object", strict: true, props: { amount: "number|integer|min:0|max:100000000", currency: { type: "equal", value: "USD" } } },
-	attributes: { type: "record", key: "string|max:40", value: [{ type: "string", max: 200 }, { type: "number" }, { type: "boolean" }], optional: true },
-	images: { type: "array", items: "url|max:500", max: 20, optional: true },
-	weightGrams: "number|integer|min:1|max:100000",
-	status: { type: "enum", values: ["active", "draft"] },
-};
-const optional = (rules: Record<string, any>) =>
-	Object.fromEntries(Object.entries(rules).map(([k, r]) => [k, typeof r === "string" ? `${r}|optional` : { ...r, optional: true }]));
-
-/** What clients see of a product; never the row itself. */
-function publicProduct(p: any) {
-	return {
-		id: p.id,
-		sku: p.sku,
-		name: p.name,
-		description: p.description,
-		price: { amount: p.price_amount, currency: p.currency },
-		categoryId: p.category_id,
-		brand: p.brand,
-		attributes: jsonColumn<Record<string, unknown>>(p.attributes, {}),
-		images: jsonColumn<string[]>(p.images, []),
-		weightGrams: p.weight_grams,
-		status: p.status,
-		createdAt: new Date(p.created_at).toISOString(),
-		updatedAt: new Date(p.updated_at).toISOString(),
-	};
+/** A raw row with its JSON columns parsed (SQLite hands them back as text). */
+function record(row: any): ProductRecord {
+	return { ...row, attributes: jsonColumn<Record<string, unknown>>(row.attributes, {}), images: jsonColumn<string[]>(row.images, []) };
 }
 
 const CatalogService: ServiceSchema<any, any, any, Svc> = {
@@ -171,7 +152,7 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 					where.price_amount = { ...(minPrice !== undefined && { [Op.gte]: minPrice }), ...(maxPrice !== undefined && { [Op.lte]: maxPrice }) };
 				}
 				const { rows, count } = await this.models.Product.findAndCountAll({ where: where as WhereOptions, order: sortOrder(sort), limit: pageSize, offset, raw: true });
-				return { items: rows.map(publicProduct), total: count, page, pageSize };
+				return { items: rows.map(r => productView(record(r))), total: count, page, pageSize };
 			},
 		},
 
@@ -186,7 +167,7 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 					this.optionalCall(ctx, "warehouse.availability", { sku: row.sku }),
 				]);
 				return {
-					...publicProduct(row),
+					...productView(record(row)),
 					rating: rating ? { average: rating.average, count: rating.count } : null,
 					availability: availability ? { inStock: availability.inStock, quantity: availability.quantity } : null,
 				};
@@ -207,68 +188,48 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 			async handler(this: Svc, ctx: Context<{ page?: number; pageSize?: number }>) {
 				const pageSize = ctx.params.pageSize ?? 200;
 				const { rows, count } = await this.models.Product.findAndCountAll({ where: { status: "active" }, order: [["id", "ASC"]], limit: pageSize, offset: ((ctx.params.page ?? 1) - 1) * pageSize, raw: true });
-				const categories = await this.allCategories();
-				return { items: rows.map((r: any) => this.snapshot(r, categories)), total: count };
+				const categories = new Map<string, { slug: string; name: string }>((await this.allCategories()).map((c: any) => [c.id, c]));
+				return { items: rows.map((r: any) => productSnapshot(record(r), categories.get(r.category_id))), total: count };
 			},
 		},
 
 		create: {
 			auth: "admin",
 			roles: ["catalog"],
-			params: { sku: { type: "string", pattern: /^[A-Z0-9][A-Z0-9-]{2,40}$/ }, ...productFields, description: "string|max:5000|optional", status: { ...productFields.status, optional: true } },
-			async handler(this: Svc, ctx: Context<any, any>) {
-				const p = ctx.params;
-				await this.requireCategory(p.categoryId);
-				const now = new Date();
-				const row = {
-					id: crypto.randomUUID(),
-					sku: p.sku,
-					name: p.name,
-					description: p.description ?? "",
-					brand: p.brand,
-					category_id: p.categoryId,
-					price_amount: p.price.amount,
-					currency: p.price.currency,
-					attributes: p.attributes ?? {},
-					images: p.images ?? [],
-					weight_grams: p.weightGrams,
-					status: p.status ?? "active",
-					rating_average: null,
-					rating_count: 0,
-					created_at: now,
-					updated_at: now,
-				};
+			params: createParams,
+			async handler(this: Svc, ctx: Context<ProductInput, any>) {
+				checkAttributes(ctx.params.attributes);
+				await this.requireCategory(ctx.params.categoryId);
+				const product = newProductRecord(ctx.params, randomUUID(), new Date());
 				try {
 					await this.transaction(async (t: Transaction) => {
-						await this.models.Product.create(row, { transaction: t });
-						await this.recordProduct(t, "catalog.product.created", row);
+						await this.models.Product.create({ ...product }, { transaction: t });
+						await this.recordProduct(t, "catalog.product.created", product);
 					});
 				} catch (err) {
-					if (this.isUniqueViolation(err)) throw new ConflictError(`SKU ${p.sku} is taken`, "SKU_TAKEN");
+					// The unique index decides between concurrent creates of one SKU.
+					if (this.isUniqueViolation(err)) throw new ConflictError(`SKU ${product.sku} is taken`, "SKU_TAKEN");
 					throw err;
 				}
 				ctx.meta.$statusCode = 201;
-				return publicProduct(row);
+				return productView(product);
 			},
 		},
 
 		update: {
 			auth: "admin",
 			roles: ["catalog"],
-			params: { id: "string|max:64", ...optional(productFields) },
-			async handler(this: Svc, ctx: Context<any>) {
-				const { id, ...p } = ctx.params;
-				if (p.categoryId) await this.requireCategory(p.categoryId);
-				const changes: Record<string, unknown> = { updated_at: new Date() };
-				const columns: Record<string, string> = { name: "name", description: "description", brand: "brand", categoryId: "category_id", attributes: "attributes", images: "images", weightGrams: "weight_grams", status: "status" };
-				for (const [field, column] of Object.entries(columns)) if (p[field] !== undefined) changes[column] = p[field];
-				if (p.price) Object.assign(changes, { price_amount: p.price.amount, currency: p.price.currency });
+			params: updateParams,
+			async handler(this: Svc, ctx: Context<Partial<ProductInput> & { id: string }>) {
+				const { id, ...patch } = ctx.params;
+				checkAttributes(patch.attributes);
+				if (patch.categoryId !== undefined) await this.requireCategory(patch.categoryId);
 				return this.transaction(async (t: Transaction) => {
-					const [n] = await this.models.Product.update(changes, { where: { id, status: { [Op.ne]: "archived" } }, transaction: t });
+					const [n] = await this.models.Product.update(productChanges(patch, new Date()), { where: { id, status: { [Op.ne]: "archived" } }, transaction: t });
 					if (!n) throw new NotFoundError("Product", "PRODUCT_NOT_FOUND");
-					const row: any = await this.models.Product.findByPk(id, { transaction: t, raw: true });
-					await this.recordProduct(t, "catalog.product.updated", row);
-					return publicProduct(row);
+					const product = record(await this.models.Product.findByPk(id, { transaction: t, raw: true }));
+					await this.recordProduct(t, "catalog.product.updated", product);
+					return productView(product);
 				});
 			},
 		},
@@ -281,6 +242,7 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 				await this.transaction(async (t: Transaction) => {
 					const row: any = await this.models.Product.findByPk(ctx.params.id, { transaction: t, raw: true });
 					if (!row) throw new NotFoundError("Product", "PRODUCT_NOT_FOUND");
+					// Archiving twice is a no-op: one event per archival.
 					const [n] = await this.models.Product.update({ status: "archived", updated_at: new Date() }, { where: { id: row.id, status: { [Op.ne]: "archived" } }, transaction: t });
 					if (n) await this.recordEvent(t, "catalog.product.archived", { productId: row.id, sku: row.sku });
 				});
@@ -300,7 +262,7 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 	subscriptions: {
 		/** The rating summary the catalog keeps (DOMAIN.md) follows published reviews. */
 		async "reviews.review.published"(this: Svc, e: DomainEvent<"reviews.review.published">, t: Transaction) {
-			await this.models.Product.update({ rating_average: e.summary.average, rating_count: e.summary.count }, { where: { id: e.productId }, transaction: t });
+			await this.applyRatingSummary(e.productId, e.summary, t);
 		},
 	},
 
@@ -316,31 +278,21 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 			}
 		},
 
-		snapshot(this: Svc, row: any, categories: { id: string; slug: string; name: string }[]): ProductSnapshot {
-			const cat = categories.find(c => c.id === row.category_id);
-			const p = publicProduct(row);
-			return {
-				productId: p.id,
-				sku: p.sku,
-				name: p.name,
-				description: p.description,
-				brand: p.brand,
-				categoryId: p.categoryId,
-				categorySlug: cat?.slug ?? "",
-				categoryName: cat?.name ?? "",
-				price: p.price,
-				status: p.status,
-				attributes: p.attributes,
-				createdAt: p.createdAt,
-				updatedAt: p.updatedAt,
-				weightGrams: p.weightGrams,
-				rating: row.rating_count ? { average: row.rating_average, count: row.rating_count } : null,
-			};
+		async recordProduct(this: Svc, t: Transaction, name: "catalog.product.created" | "catalog.product.updated", product: ProductRecord) {
+			const category: any = await this.models.Category.findByPk(product.category_id, { transaction: t, raw: true });
+			await this.recordEvent(t, name, productSnapshot(product, category ?? undefined));
 		},
 
-		async recordProduct(this: Svc, t: Transaction, name: "catalog.product.created" | "catalog.product.updated", row: any) {
-			const categories: any[] = (await this.models.Category.findAll({ where: { id: row.category_id }, transaction: t, raw: true })).map((c: any) => ({ id: c.id, slug: c.slug, name: c.name }));
-			await this.recordEvent(t, name, this.snapshot(row, categories));
+		/**
+		 * Stores a product's rating summary. Summaries only grow (published reviews stay), so one
+		 * with fewer reviews than the stored one is older and arrived late: it changes nothing.
+		 */
+		async applyRatingSummary(this: Svc, productId: string, summary: { average: number; count: number }, t?: Transaction): Promise<boolean> {
+			const [n] = await this.models.Product.update(
+				{ rating_average: summary.average, rating_count: summary.count },
+				{ where: { id: productId, rating_count: { [Op.lte]: summary.count } }, transaction: t },
+			);
+			return n > 0;
 		},
 
 		/** A dependency that may be absent or down: its answer, or null — quickly, never an error. */
@@ -353,31 +305,39 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 			}
 		},
 
-		async seedDemoCatalog(this: Svc) {
+		/** Replicas or `npm run seed` racing the first start: the loser of a unique index tries again and finds the rows there. */
+		async seedDemoCatalog(this: Svc): Promise<{ categories: number; products: number }> {
+			for (let attempt = 1; ; attempt++) {
+				try {
+					return await this.transaction((t: Transaction) => this.insertDemoCatalog(t));
+				} catch (err) {
+					if (!this.isUniqueViolation(err) || attempt >= 3) throw err;
+					this.logger.info("Demo catalog: another node inserted some rows at the same time; trying again");
+				}
+			}
+		},
+
+		async insertDemoCatalog(this: Svc, t: Transaction): Promise<{ categories: number; products: number }> {
 			let categories = 0;
 			let products = 0;
-			await this.transaction(async (t: Transaction) => {
-				const bySlug = new Map(DEMO_CATEGORIES.map(c => [c.slug, c]));
-				for (const c of DEMO_CATEGORIES) {
-					const [, created] = await this.models.Category.findOrCreate({
-						where: { id: c.id },
-						defaults: { id: c.id, slug: c.slug, name: c.name, parent_id: c.parentSlug ? bySlug.get(c.parentSlug)!.id : null },
-						transaction: t,
-					});
-					if (created) categories++;
-				}
-				const existing = new Set((await this.models.Product.findAll({ attributes: ["sku"], transaction: t, raw: true })).map((r: any) => r.sku));
-				const base = Date.UTC(2026, 0, 1);
-				for (const [i, p] of DEMO_PRODUCTS.entries()) {
-					if (existing.has(p.sku)) continue;
-					// Deterministic creation times so "-createdAt" sorts the same everywhere.
-					const at = new Date(base + i * 3_600_000);
-					const row = { id: p.id, sku: p.sku, name: p.name, description: p.description, brand: p.brand, category_id: bySlug.get(p.categorySlug)!.id, price_amount: p.price.amount, currency: p.price.currency, attributes: p.attributes, images: p.images, weight_grams: p.weightGrams, status: "active", rating_average: null, rating_count: 0, created_at: at, updated_at: at };
-					await this.models.Product.create(row, { transaction: t });
-					await this.recordProduct(t, "catalog.product.created", row);
-					products++;
-				}
-			});
+			const bySlug = new Map(DEMO_CATEGORIES.map(c => [c.slug, c]));
+			const existingCategories = new Set((await this.models.Category.findAll({ attributes: ["id"], transaction: t, raw: true })).map((r: any) => r.id));
+			for (const c of DEMO_CATEGORIES) {
+				if (existingCategories.has(c.id)) continue;
+				await this.models.Category.create({ id: c.id, slug: c.slug, name: c.name, parent_id: c.parentSlug ? bySlug.get(c.parentSlug)!.id : null }, { transaction: t });
+				categories++;
+			}
+			const existing = new Set((await this.models.Product.findAll({ attributes: ["sku"], transaction: t, raw: true })).map((r: any) => r.sku));
+			const base = Date.UTC(2026, 0, 1);
+			for (const [i, p] of DEMO_PRODUCTS.entries()) {
+				if (existing.has(p.sku)) continue;
+				// Deterministic creation times so "-createdAt" sorts the same everywhere.
+				const at = new Date(base + i * 3_600_000);
+				const product = newProductRecord({ ...p, categoryId: bySlug.get(p.categorySlug)!.id, status: "active" }, p.id, at);
+				await this.models.Product.create({ ...product }, { transaction: t });
+				await this.recordProduct(t, "catalog.product.created", product);
+				products++;
+			}
 			return { categories, products };
 		},
 	},
