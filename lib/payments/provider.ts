@@ -36,6 +36,12 @@ const TOKENS: Record<string, "approve" | "decline" | "insufficient" | "capture_f
 
 export const KNOWN_TOKENS = Object.keys(TOKENS);
 
+/** The card brand a token stands for, kept on the payment for support staff ("test" for the scenario tokens). */
+export function brandOf(token: string): string {
+	const m = /^tok_(visa|mastercard)$/.exec(token);
+	return m ? m[1] : "test";
+}
+
 export class SimulatedProvider implements PaymentProvider {
 	constructor(private readonly slowMs = 2000) {}
 
@@ -49,7 +55,7 @@ export class SimulatedProvider implements PaymentProvider {
 		return { reference: `sim:${behaviour}:${randomUUID()}` };
 	}
 
-	async capture(reference: string): Promise<void> {
+	async capture(reference: string, _amount?: Money): Promise<void> {
 		if (reference.startsWith("sim:capture_fails:")) throw new PaymentDeclinedError("CAPTURE_FAILED", "The capture was refused");
 	}
 

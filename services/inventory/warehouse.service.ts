@@ -1,7 +1,8 @@
 /**
  * Warehouse: stock per (sku, warehouse), reservations that take all lines or none, a ledger of
  * stock movements, and expiry of forgotten reservations. Every quantity change is a conditional
- * UPDATE inside one transaction, so concurrent checkouts can never oversell or go negative.
+ * UPDATE inside one transaction, recorded as a movement in that transaction, so concurrent
+ * checkouts can never oversell or drive stock below zero.
  */
 import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
@@ -10,7 +11,7 @@ import { config } from "../../config";
 import { DEMO_PRODUCTS } from "../../lib/catalog/demo-data";
 import { ConflictError, NotFoundError } from "../../lib/errors";
 import { faultPoint } from "../../lib/faults";
-import { type Allocation, allocate } from "../../lib/inventory/allocation";
+import { type Allocation, allocate, bySkuThenWarehouse } from "../../lib/inventory/allocation";
 import { AccessMixin } from "../../mixins/access.mixin";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
 import { IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
@@ -57,10 +58,24 @@ const migrations: Migration[] = [
 	},
 	...idempotencyMigrations,
 	...outboxMigrations,
+	{
+		name: "002-reservation-keys",
+		async up(qi, T) {
+			// One reservation per idempotency key, decided by the database even if a key's first call was lost.
+			await qi.addColumn("reservations", "idempotency_key", { type: T.STRING(255), allowNull: true });
+			await qi.addIndex("reservations", ["idempotency_key"], { unique: true, name: "reservations_idempotency_key" });
+		},
+	},
 ];
 
 type Svc = Service & DbMethods & OutboxMethods & IdempotencyMethods & { [k: string]: any };
+type Line = { sku: string; quantity: number };
 const key = "string|min:1|max:255";
+const orderId = "string|min:1|max:36";
+const DEMO_WAREHOUSES = [
+	{ id: "wh-east", name: "East (Newark)" },
+	{ id: "wh-west", name: "West (Reno)" },
+];
 
 const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 	name: "warehouse",
@@ -71,7 +86,7 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 			models: s => ({
 				Stock: s.define("Stock", { sku: { type: DataTypes.STRING(64), primaryKey: true }, warehouse_id: { type: DataTypes.STRING(36), primaryKey: true }, on_hand: DataTypes.INTEGER, reserved: DataTypes.INTEGER }, { tableName: "stock", timestamps: false }),
 				Warehouse: s.define("Warehouse", { id: { type: DataTypes.STRING(36), primaryKey: true }, name: DataTypes.STRING(100) }, { tableName: "warehouses", timestamps: false }),
-				Reservation: s.define("Reservation", { id: { type: DataTypes.STRING(36), primaryKey: true }, order_id: DataTypes.STRING(36), status: DataTypes.STRING(16), expires_at: DataTypes.DATE(3), created_at: DataTypes.DATE(3) }, { tableName: "reservations", timestamps: false }),
+				Reservation: s.define("Reservation", { id: { type: DataTypes.STRING(36), primaryKey: true }, order_id: DataTypes.STRING(36), idempotency_key: DataTypes.STRING(255), status: DataTypes.STRING(16), expires_at: DataTypes.DATE(3), created_at: DataTypes.DATE(3) }, { tableName: "reservations", timestamps: false }),
 				Line: s.define("ReservationLine", { reservation_id: { type: DataTypes.STRING(36), primaryKey: true }, sku: { type: DataTypes.STRING(64), primaryKey: true }, warehouse_id: { type: DataTypes.STRING(36), primaryKey: true }, quantity: DataTypes.INTEGER }, { tableName: "reservation_lines", timestamps: false }),
 				Movement: s.define("StockMovement", { id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true }, sku: DataTypes.STRING(64), warehouse_id: DataTypes.STRING(36), delta_on_hand: DataTypes.INTEGER, delta_reserved: DataTypes.INTEGER, reason: DataTypes.STRING(20), reference: DataTypes.STRING(64), created_at: DataTypes.DATE(3) }, { tableName: "stock_movements", timestamps: false }),
 			}),
@@ -81,39 +96,41 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 		AccessMixin,
 	],
 
+	/** Tests shorten both; the design's 15 minutes otherwise. */
 	settings: { reservationTtlMs: 15 * 60_000, sweepIntervalMs: 30_000 },
 
 	actions: {
 		reserve: {
-			params: { orderId: "string|max:36", lines: { type: "array", min: 1, max: 100, items: { type: "object", strict: true, props: { sku: "string|max:64", quantity: "number|integer|min:1|max:1000" } } }, idempotencyKey: key },
-			handler(this: Svc, ctx: Context<{ orderId: string; lines: { sku: string; quantity: number }[]; idempotencyKey: string }>) {
-				return this.once("reserve", ctx.params.idempotencyKey, ctx.params, () => this.reserveLines(ctx.params.orderId, ctx.params.lines), { waitMs: 5000 });
+			params: { orderId, lines: { type: "array", min: 1, max: 100, items: { type: "object", strict: true, props: { sku: "string|min:1|max:64", quantity: "number|integer|min:1|max:1000" } } }, idempotencyKey: key },
+			handler(this: Svc, ctx: Context<{ orderId: string; lines: Line[]; idempotencyKey: string }>) {
+				const { lines, idempotencyKey } = ctx.params;
+				return this.once("reserve", idempotencyKey, ctx.params, () => this.reserveLines(ctx.params.orderId, lines, idempotencyKey), { waitMs: 5000 });
 			},
 		},
 
 		release: {
-			params: { orderId: "string|max:36", idempotencyKey: key },
+			params: { orderId, idempotencyKey: key },
 			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string }>) {
-				return this.once("release", ctx.params.idempotencyKey, ctx.params, () => this.releaseOrder(ctx.params.orderId, "RELEASED"), { waitMs: 5000 });
+				return this.once("release", ctx.params.idempotencyKey, ctx.params, () => this.releaseOrder(ctx.params.orderId), { waitMs: 5000 });
 			},
 		},
 
 		commit: {
-			params: { orderId: "string|max:36", idempotencyKey: key },
+			params: { orderId, idempotencyKey: key },
 			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string }>) {
 				return this.once("commit", ctx.params.idempotencyKey, ctx.params, () => this.commitOrder(ctx.params.orderId), { waitMs: 5000 });
 			},
 		},
 
 		availability: {
-			params: { sku: "string|max:64" },
+			params: { sku: "string|min:1|max:64" },
 			async handler(this: Svc, ctx: Context<{ sku: string }>) {
 				return (await this.availabilityOf([ctx.params.sku]))[ctx.params.sku];
 			},
 		},
 
 		availabilityMany: {
-			params: { skus: { type: "array", items: "string|max:64", max: 500 } },
+			params: { skus: { type: "array", items: "string|min:1|max:64", max: 500 } },
 			handler(this: Svc, ctx: Context<{ skus: string[] }>) {
 				return this.availabilityOf(ctx.params.skus);
 			},
@@ -121,7 +138,7 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 
 		stock: {
 			auth: "admin",
-			params: { sku: "string|max:64" },
+			params: { sku: "string|min:1|max:64" },
 			async handler(this: Svc, ctx: Context<{ sku: string }>) {
 				const rows: any[] = await this.models.Stock.findAll({ where: { sku: ctx.params.sku }, order: [["warehouse_id", "ASC"]], raw: true });
 				if (!rows.length) throw new NotFoundError("Stock for this SKU", "SKU_NOT_FOUND");
@@ -132,15 +149,16 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 		setOnHand: {
 			auth: "admin",
 			roles: ["ops"],
-			params: { sku: { type: "string", pattern: /^[A-Z0-9][A-Z0-9-]{2,40}$/ }, warehouseId: "string|max:36", onHand: "number|integer|min:0|max:10000000" },
+			params: { sku: { type: "string", pattern: /^[A-Z0-9][A-Z0-9-]{2,40}$/ }, warehouseId: "string|min:1|max:36", onHand: "number|integer|min:0|max:10000000" },
 			async handler(this: Svc, ctx: Context<{ sku: string; warehouseId: string; onHand: number }>) {
 				const { sku, warehouseId, onHand } = ctx.params;
 				if (!(await this.models.Warehouse.findByPk(warehouseId))) throw new NotFoundError("Warehouse", "WAREHOUSE_NOT_FOUND");
 				await this.transaction(async (t: Transaction) => {
-					await this.models.Stock.findOrCreate({ where: { sku, warehouse_id: warehouseId }, defaults: { sku, warehouse_id: warehouseId, on_hand: 0, reserved: 0 }, transaction: t });
+					await this.models.Stock.bulkCreate([{ sku, warehouse_id: warehouseId, on_hand: 0, reserved: 0 }], { ignoreDuplicates: true, transaction: t });
 					const row: any = await this.models.Stock.findOne({ where: { sku, warehouse_id: warehouseId }, transaction: t, lock: t.LOCK.UPDATE, raw: true });
+					if (row.on_hand === onHand) return;
 					// Never below what customers already hold: the condition is in the UPDATE itself.
-					const [n] = await this.models.Stock.update({ on_hand: onHand }, { where: { sku, warehouse_id: warehouseId, reserved: { [Op.lte]: onHand }, on_hand: row.on_hand }, transaction: t });
+					const [n] = await this.models.Stock.update({ on_hand: onHand }, { where: { sku, warehouse_id: warehouseId, on_hand: row.on_hand, reserved: { [Op.lte]: onHand } }, transaction: t });
 					if (!n) throw new ConflictError(`On hand cannot go below the ${row.reserved} reserved`, "BELOW_RESERVED", { reserved: row.reserved });
 					await this.movement(t, sku, warehouseId, onHand - row.on_hand, 0, "ADJUST", null);
 					await this.stockChanged(t, sku, warehouseId);
@@ -158,81 +176,110 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 	},
 
 	methods: {
-		async reserveLines(this: Svc, orderId: string, lines: { sku: string; quantity: number }[]) {
-			const skus = [...new Set(lines.map(l => l.sku))];
-			// A concurrent checkout may take the stock between reading and updating: re-plan a few times.
-			for (let attempt = 0; attempt < 5; attempt++) {
-				const rows: any[] = await this.models.Stock.findAll({ where: { sku: { [Op.in]: skus } }, raw: true });
-				const plan = allocate(lines, rows.map(r => ({ sku: r.sku, warehouseId: r.warehouse_id, available: r.on_hand - r.reserved })));
-				if (!plan.ok) throw new ConflictError("Not enough stock", "OUT_OF_STOCK", plan.short);
-				const reservationId = randomUUID();
-				const done = await this.transaction(async (t: Transaction) => {
-					for (const a of plan.allocations) {
+		async reserveLines(this: Svc, orderId: string, lines: Line[], idempotencyKey: string) {
+			const earlier = await this.reservationByKey(idempotencyKey);
+			if (earlier) return earlier;
+			try {
+				return await this.transaction(async (t: Transaction) => {
+					const skus = [...new Set(lines.map(l => l.sku))].sort();
+					// Locked in one order (sku, warehouse) so the plan holds to the commit and reservations never deadlock.
+					const rows: any[] = await this.models.Stock.findAll({ where: { sku: { [Op.in]: skus } }, order: [["sku", "ASC"], ["warehouse_id", "ASC"]], transaction: t, lock: t.LOCK.UPDATE, raw: true });
+					const levels = rows.map(r => ({ sku: r.sku, warehouseId: r.warehouse_id, available: r.on_hand - r.reserved }));
+					const plan = allocate(lines, levels);
+					if (!plan.ok) throw new ConflictError("Not enough stock", "OUT_OF_STOCK", plan.short);
+					const allocations = [...plan.allocations].sort(bySkuThenWarehouse);
+					const reservationId = randomUUID();
+					for (const a of allocations) {
+						// The database has the last word: a row without enough left updates nothing and the whole reservation rolls back.
 						const [n] = await this.models.Stock.update(
 							{ reserved: this.sequelize.literal(`reserved + ${a.quantity}`) },
 							{ where: { sku: a.sku, warehouse_id: a.warehouseId, [Op.and]: this.sequelize.literal(`on_hand - reserved >= ${a.quantity}`) }, transaction: t },
 						);
-						if (!n) throw new StockRace();
+						if (!n) {
+							const requested = lines.filter(l => l.sku === a.sku).reduce((s, l) => s + l.quantity, 0);
+							const available = levels.filter(l => l.sku === a.sku).reduce((s, l) => s + l.available, 0);
+							throw new ConflictError("Not enough stock", "OUT_OF_STOCK", [{ sku: a.sku, requested, available }]);
+						}
 						await this.movement(t, a.sku, a.warehouseId, 0, a.quantity, "RESERVE", reservationId);
 					}
 					const now = new Date();
-					await this.models.Reservation.create({ id: reservationId, order_id: orderId, status: "HELD", expires_at: new Date(now.getTime() + this.settings.reservationTtlMs), created_at: now }, { transaction: t });
-					await this.models.Line.bulkCreate(plan.allocations.map((a: Allocation) => ({ reservation_id: reservationId, ...{ sku: a.sku, warehouse_id: a.warehouseId, quantity: a.quantity } })), { transaction: t });
-					for (const a of plan.allocations) await this.stockChanged(t, a.sku, a.warehouseId);
-					return true;
-				}).catch((err: unknown) => {
-					if (err instanceof StockRace) return false;
-					throw err;
+					await this.models.Reservation.create({ id: reservationId, order_id: orderId, idempotency_key: idempotencyKey, status: "HELD", expires_at: new Date(now.getTime() + this.settings.reservationTtlMs), created_at: now }, { transaction: t });
+					await this.models.Line.bulkCreate(allocations.map(a => ({ reservation_id: reservationId, sku: a.sku, warehouse_id: a.warehouseId, quantity: a.quantity })), { transaction: t });
+					for (const a of allocations) await this.stockChanged(t, a.sku, a.warehouseId);
+					return { reservationId, allocations };
 				});
-				if (done) return { reservationId, allocations: plan.allocations };
+			} catch (err) {
+				// The same key reserved meanwhile (its first call's answer was lost): that reservation is the answer.
+				const raced = this.isUniqueViolation(err) ? await this.reservationByKey(idempotencyKey) : undefined;
+				if (raced) return raced;
+				throw err;
 			}
-			throw new ConflictError("Not enough stock", "OUT_OF_STOCK");
 		},
 
-		/** HELD → released; COMMITTED → stock goes back on the shelf (cancel after confirmation). */
-		async releaseOrder(this: Svc, orderId: string, to: "RELEASED" | "EXPIRED") {
+		async reservationByKey(this: Svc, idempotencyKey: string): Promise<{ reservationId: string; allocations: Allocation[] } | undefined> {
+			const r: any = await this.models.Reservation.findOne({ where: { idempotency_key: idempotencyKey }, raw: true });
+			if (!r) return undefined;
+			return { reservationId: r.id, allocations: (await this.linesOf(r.id)).map((l: any) => ({ warehouseId: l.warehouse_id, sku: l.sku, quantity: l.quantity })) };
+		},
+
+		linesOf(this: Svc, reservationId: string, t?: Transaction): Promise<any[]> {
+			return this.models.Line.findAll({ where: { reservation_id: reservationId }, order: [["sku", "ASC"], ["warehouse_id", "ASC"]], transaction: t, raw: true });
+		},
+
+		/** Releases what the order holds: HELD stock becomes available again, COMMITTED stock goes back on the shelf. */
+		async releaseOrder(this: Svc, orderId: string) {
 			faultPoint("warehouse.release");
-			let released = 0;
 			const reservations: any[] = await this.models.Reservation.findAll({ where: { order_id: orderId, status: { [Op.in]: ["HELD", "COMMITTED"] } }, raw: true });
-			for (const r of reservations) {
-				await this.transaction(async (t: Transaction) => {
-					const [n] = await this.models.Reservation.update({ status: to }, { where: { id: r.id, status: r.status }, transaction: t });
-					if (!n) return;
-					const lines: any[] = await this.models.Line.findAll({ where: { reservation_id: r.id }, transaction: t, raw: true });
-					for (const l of lines) {
-						if (r.status === "HELD") {
-							await this.models.Stock.update({ reserved: this.sequelize.literal(`reserved - ${l.quantity}`) }, { where: { sku: l.sku, warehouse_id: l.warehouse_id, reserved: { [Op.gte]: l.quantity } }, transaction: t });
-							await this.movement(t, l.sku, l.warehouse_id, 0, -l.quantity, to === "EXPIRED" ? "EXPIRE" : "RELEASE", r.id);
-						} else {
-							await this.models.Stock.update({ on_hand: this.sequelize.literal(`on_hand + ${l.quantity}`) }, { where: { sku: l.sku, warehouse_id: l.warehouse_id }, transaction: t });
-							await this.movement(t, l.sku, l.warehouse_id, l.quantity, 0, "RETURN", r.id);
-						}
-						await this.stockChanged(t, l.sku, l.warehouse_id);
-					}
-					released++;
-				});
-			}
+			let released = 0;
+			for (const r of reservations) if (await this.releaseReservation(r, "RELEASED")) released++;
 			return { released };
+		},
+
+		/** Ends one reservation (conditional on the status it was read in, so twice is once). */
+		async releaseReservation(this: Svc, r: any, to: "RELEASED" | "EXPIRED"): Promise<boolean> {
+			return this.transaction(async (t: Transaction) => {
+				const [n] = await this.models.Reservation.update({ status: to }, { where: { id: r.id, status: r.status }, transaction: t });
+				if (!n) return false;
+				for (const l of await this.linesOf(r.id, t)) {
+					if (r.status === "HELD") {
+						await this.changeStock(t, l, { reserved: -l.quantity }, to === "EXPIRED" ? "EXPIRE" : "RELEASE", r.id);
+					} else {
+						await this.changeStock(t, l, { onHand: l.quantity }, "RETURN", r.id);
+					}
+				}
+				return true;
+			});
 		},
 
 		async commitOrder(this: Svc, orderId: string) {
 			const r: any = await this.models.Reservation.findOne({ where: { order_id: orderId, status: { [Op.in]: ["HELD", "COMMITTED"] } }, raw: true });
-			if (!r) throw new ConflictError("The order holds no reservation", "NO_RESERVATION");
+			if (!r) throw new ConflictError("The order holds no reservation (released or expired)", "NO_RESERVATION");
 			if (r.status === "COMMITTED") return { committed: true };
 			await this.transaction(async (t: Transaction) => {
 				const [n] = await this.models.Reservation.update({ status: "COMMITTED" }, { where: { id: r.id, status: "HELD" }, transaction: t });
-				if (!n) throw new ConflictError("The reservation changed meanwhile", "RESERVATION_CHANGED");
-				const lines: any[] = await this.models.Line.findAll({ where: { reservation_id: r.id }, transaction: t, raw: true });
-				for (const l of lines) {
-					await this.models.Stock.update(
-						{ on_hand: this.sequelize.literal(`on_hand - ${l.quantity}`), reserved: this.sequelize.literal(`reserved - ${l.quantity}`) },
-						{ where: { sku: l.sku, warehouse_id: l.warehouse_id, reserved: { [Op.gte]: l.quantity } }, transaction: t },
-					);
-					await this.movement(t, l.sku, l.warehouse_id, -l.quantity, -l.quantity, "COMMIT", r.id);
-					await this.stockChanged(t, l.sku, l.warehouse_id);
+				if (!n) {
+					// Committed meanwhile under another key is the same outcome; released or expired is not.
+					const now: any = await this.models.Reservation.findByPk(r.id, { transaction: t, raw: true });
+					if (now.status === "COMMITTED") return;
+					throw new ConflictError("The reservation was released or expired meanwhile", "NO_RESERVATION");
 				}
+				for (const l of await this.linesOf(r.id, t)) await this.changeStock(t, l, { onHand: -l.quantity, reserved: -l.quantity }, "COMMIT", r.id);
 			});
 			return { committed: true };
+		},
+
+		/** One ledgered change of one stock row; the WHERE keeps onHand ≥ reserved ≥ 0 whatever runs concurrently. */
+		async changeStock(this: Svc, t: Transaction, l: { sku: string; warehouse_id: string }, d: { onHand?: number; reserved?: number }, reason: string, reference: string) {
+			const dOnHand = Math.trunc(d.onHand ?? 0);
+			const dReserved = Math.trunc(d.reserved ?? 0);
+			const [n] = await this.models.Stock.update(
+				{ on_hand: this.sequelize.literal(`on_hand + ${dOnHand}`), reserved: this.sequelize.literal(`reserved + ${dReserved}`) },
+				{ where: { sku: l.sku, warehouse_id: l.warehouse_id, [Op.and]: this.sequelize.literal(`reserved + ${dReserved} >= 0 AND on_hand + ${dOnHand} >= reserved + ${dReserved}`) }, transaction: t },
+			);
+			// Only a ledger that disagrees with the stock row gets here: refuse rather than corrupt it.
+			if (!n) throw new Error(`Stock of ${l.sku} at ${l.warehouse_id} cannot take ${reason} (${dOnHand}/${dReserved}) for ${reference}`);
+			await this.movement(t, l.sku, l.warehouse_id, dOnHand, dReserved, reason, reference);
+			await this.stockChanged(t, l.sku, l.warehouse_id);
 		},
 
 		async movement(this: Svc, t: Transaction, sku: string, warehouseId: string, dOnHand: number, dReserved: number, reason: string, reference: string | null) {
@@ -247,7 +294,7 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 		},
 
 		async availabilityOf(this: Svc, skus: string[]) {
-			const rows: any[] = await this.models.Stock.findAll({ where: { sku: { [Op.in]: skus } }, raw: true });
+			const rows: any[] = skus.length ? await this.models.Stock.findAll({ where: { sku: { [Op.in]: skus } }, raw: true }) : [];
 			const out: Record<string, { inStock: boolean; quantity: number }> = {};
 			for (const sku of skus) {
 				const quantity = rows.filter(r => r.sku === sku).reduce((n, r) => n + r.on_hand - r.reserved, 0);
@@ -260,21 +307,22 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 			return { sku, warehouses: rows.map(r => ({ warehouseId: r.warehouse_id, onHand: r.on_hand, reserved: r.reserved, available: r.on_hand - r.reserved })) };
 		},
 
+		/** Releases HELD reservations past their expiry (a saga that died, or a checkout abandoned mid-way). */
 		async sweepExpired(this: Svc) {
-			const expired: any[] = await this.models.Reservation.findAll({ where: { status: "HELD", expires_at: { [Op.lt]: new Date() } }, attributes: ["order_id"], raw: true });
+			const expired: any[] = await this.models.Reservation.findAll({ where: { status: "HELD", expires_at: { [Op.lt]: new Date() } }, order: [["expires_at", "ASC"]], limit: 100, raw: true });
+			let n = 0;
 			for (const r of expired) {
-				await this.releaseOrder(r.order_id, "EXPIRED");
-				this.logger.info("Expired reservation released", { orderId: r.order_id });
+				if (!(await this.releaseReservation(r, "EXPIRED"))) continue;
+				n++;
+				this.logger.info("Expired reservation released", { orderId: r.order_id, reservationId: r.id });
 			}
-			return expired.length;
+			return n;
 		},
 
 		async seedDemoStock(this: Svc) {
 			let rows = 0;
 			await this.transaction(async (t: Transaction) => {
-				for (const [id, name] of [["wh-east", "East (Newark)"], ["wh-west", "West (Reno)"]]) {
-					await this.models.Warehouse.findOrCreate({ where: { id }, defaults: { id, name }, transaction: t });
-				}
+				for (const w of DEMO_WAREHOUSES) await this.models.Warehouse.findOrCreate({ where: { id: w.id }, defaults: w, transaction: t });
 				for (const [i, p] of DEMO_PRODUCTS.entries()) {
 					// Deterministic levels; every 17th product is sold out for realism.
 					const levels: [string, number][] = i % 17 === 16 ? [["wh-east", 0], ["wh-west", 0]] : [["wh-east", 20 + ((i * 7) % 30)], ["wh-west", 10 + ((i * 5) % 25)]];
@@ -306,8 +354,5 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 		clearInterval(this.sweeper);
 	},
 };
-
-/** A conditional update lost to a concurrent reservation: plan again with fresh numbers. */
-class StockRace extends Error {}
 
 export default WarehouseService;
