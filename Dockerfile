@@ -33,6 +33,7 @@ FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
 	PORT=3000 \
 	METRICS_PORT=3030 \
+	METRICS_HOST=127.0.0.1 \
 	DATA_DIR=/app/data
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json
@@ -44,7 +45,8 @@ VOLUME ["/app/data"]
 # The official image's unprivileged user.
 USER node
 EXPOSE 3000 3030
-# Gateway nodes: GET /health/live; other nodes: their metrics endpoint (bin/healthcheck.ts).
+# Every node: GET /health/ready on its metrics port — its databases, transporter and the services it
+# needs (bin/healthcheck.ts, lib/readiness.ts); a failing new task makes a rolling update roll back.
 HEALTHCHECK --interval=10s --timeout=4s --start-period=40s --retries=3 CMD ["node", "dist/bin/healthcheck.js"]
 # node itself is PID 1 and the broker handles SIGTERM/SIGINT: in-flight requests finish, then exit.
 CMD ["node", "dist/bin/start.js"]

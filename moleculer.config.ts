@@ -6,7 +6,9 @@ import type { BrokerOptions, Errors as ErrorsNS } from "moleculer";
 import { Errors } from "moleculer";
 import { config } from "./config";
 import { CombinedPrometheusReporter, collectProcessMetrics } from "./lib/metrics";
+import { natsAuthOptions, natsServers } from "./lib/nats-options";
 import { RequestContextMiddleware, currentRequestId } from "./lib/request-context";
+import { SPAN_ERROR_FIELDS, spanTags } from "./lib/tracing";
 import { StrictValidator } from "./lib/validator";
 
 export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOptions {
@@ -33,9 +35,10 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
 		// Readable in the REPL's `nodes`; unique per process.
 		nodeID: c.NODE_ID ?? `${hostname()}-${process.pid}`,
 		logger,
-		// NATS in a cluster; none (all services in-process) in the embedded default.
+		// NATS in a cluster, with the cluster's credentials and TLS (lib/nats-options.ts); none (all
+		// services in-process) in the embedded default.
 		transporter: c.TRANSPORTER
-			? { type: "NATS", options: { url: c.TRANSPORTER, maxReconnectAttempts: -1, reconnectTimeWait: 500 } }
+			? { type: "NATS", options: { servers: natsServers(c.TRANSPORTER), maxReconnectAttempts: -1, reconnectTimeWait: 500, ...natsAuthOptions(c) } }
 			: null,
 		// JSON keeps packets readable with `nats sub`; payloads are small.
 		serializer: "JSON",
@@ -81,36 +84,38 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
 		maxCallLevel: 20,
 		// Unknown parameters are refused: no mass assignment through any action.
 		validator: new (StrictValidator as any)() as any,
-		// One endpoint per node with Moleculer's and prom-client's metrics.
+		// One endpoint per node: Moleculer's and prom-client's metrics and /health/*, on the configured
+		// interface only, behind a token or basic auth when set (lib/metrics.ts).
 		metrics: c.METRICS_ENABLED
 			? {
 					enabled: true,
-					reporter: [new (CombinedPrometheusReporter as any)({ port: c.METRICS_PORT, path: "/metrics" })],
+					reporter: [
+						new (CombinedPrometheusReporter as any)({ port: c.METRICS_PORT, host: c.METRICS_HOST, token: c.METRICS_AUTH_TOKEN, basicAuth: c.METRICS_BASIC_AUTH }),
+					],
 				}
 			: false,
-		// Spans go to Jaeger when an endpoint (collector HTTP) or agent (UDP) is configured.
-		tracing:
-			c.JAEGER_ENDPOINT || c.JAEGER_AGENT_HOST
-				? {
-						enabled: true,
-						events: true,
-						stackTrace: false,
-						exporter: {
-							type: "Jaeger",
-							options: {
-								endpoint: c.JAEGER_ENDPOINT,
-								host: c.JAEGER_AGENT_HOST ?? "127.0.0.1",
-								port: c.JAEGER_AGENT_PORT,
-								tracerOptions: {},
-								defaultTags: { namespace: c.NAMESPACE || "default" },
-							},
-						},
-					}
-				: false,
+		// Spans go to a Zipkin v2 collector (Jaeger takes them on 9411) when ZIPKIN_URL is set.
+		tracing: c.ZIPKIN_URL ? tracingOptions({ type: "Zipkin", options: { baseURL: c.ZIPKIN_URL, interval: 5, defaultTags: { namespace: c.NAMESPACE || "default" } } }) : false,
 		middlewares: [RequestContextMiddleware],
 		...overrides,
 	};
 	return options;
+}
+
+/**
+ * Tracing for every action and event, with `exporter` (Zipkin in production, an in-memory one in
+ * tests): params and a few meta fields with secrets redacted, order and saga ids, no responses and
+ * no error data (lib/tracing.ts).
+ */
+export function tracingOptions(exporter: unknown): NonNullable<BrokerOptions["tracing"]> {
+	return {
+		enabled: true,
+		events: true,
+		stackTrace: false,
+		errorFields: SPAN_ERROR_FIELDS,
+		tags: { action: spanTags as any, event: spanTags as any },
+		exporter: exporter as any,
+	} as NonNullable<BrokerOptions["tracing"]>;
 }
 
 export default brokerOptions;

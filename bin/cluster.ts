@@ -3,23 +3,34 @@
  * group (deploy/docker-stack.yml), talking over NATS, each service on its own PostgreSQL database.
  * Output is prefixed per node; Ctrl-C or SIGTERM stops every node gracefully.
  *
+ * NATS: unless TRANSPORTER is given, it runs its own nats-server with the Swarm stack's
+ * configuration (deploy/nats/nats.conf: the cluster's credentials, mutual TLS, JetStream) on a
+ * port the server binds itself; credentials and certificates are generated once into DATA_DIR
+ * and every node connects with them. `npm run repl` finds that server through
+ * DATA_DIR/cluster.json. Without nats-server it falls back to nats://127.0.0.1:4222 (say so).
+ *
  * Environment (besides everything config/index.ts reads, passed through to the nodes):
- *   TRANSPORTER   default nats://127.0.0.1:4222
+ *   TRANSPORTER   an existing NATS to use instead (with NATS_USER/NATS_PASSWORD/NATS_TLS_* if it wants them)
  *   DATABASE_URL  default postgres://postgres@127.0.0.1:5432/postgres
- *   PORT          the gateway's port (default 3000); METRICS_PORT the first node's metrics port
- *                 (default 3030, the next nodes count up from it)
+ *   PORT          the gateway's port (default 3000; 0 = any free port: the gateway binds it and
+ *                 reports it); METRICS_PORT the first node's metrics port (default 3030, the next
+ *                 nodes count up from it; 0 = each node binds any free port and reports it)
  *   SEED_DEMO     default true: the services load the demo catalog into an empty database
  *   CLUSTER_READY_TIMEOUT_S  how long to wait for every node and the gateway (default 90)
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { type AddressInfo, connect, createServer } from "node:net";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { ServiceBroker } from "moleculer";
 import { ConfigError, loadConfig } from "../config";
+import { NatsServerProcess, ensureCertificates, findNatsServer } from "../lib/ops/nats-server";
 import { brokerOptions } from "../moleculer.config";
 import { availableServices } from "../services";
+import type { NodeStarted } from "./start";
 
 /** The service groups of the stack file, in start order. */
 export const GROUPS: { name: string; services: string[] }[] = [
@@ -30,8 +41,20 @@ export const GROUPS: { name: string; services: string[] }[] = [
 	{ name: "inventory", services: ["warehouse", "fulfillment", "shipping"] },
 ];
 
+/** Where `npm run repl` finds the NATS server this launcher started (see `ClusterFile`). */
+export const CLUSTER_FILE = "cluster.json";
+
+/** DATA_DIR/cluster.json while a cluster with its own NATS server runs. */
+export interface ClusterFile {
+	pid: number;
+	namespace: string;
+	env: Record<string, string>;
+}
+
+const OPEN_NATS = "nats://127.0.0.1:4222";
+const NATS_USER = "mc";
+
 const DEFAULTS = {
-	TRANSPORTER: "nats://127.0.0.1:4222",
 	DATABASE_URL: "postgres://postgres@127.0.0.1:5432/postgres",
 	SEED_DEMO: "true",
 };
@@ -48,6 +71,8 @@ interface Node {
 	services: string[];
 	child: ChildProcess;
 	exited: boolean;
+	/** What the node reported once started: its node id and the ports it bound. */
+	started?: NodeStarted;
 }
 
 /** Resolves when host:port accepts a TCP connection within the timeout. */
@@ -64,10 +89,10 @@ function reachable(host: string, port: number, timeoutMs = 1500): Promise<boolea
 	});
 }
 
-async function checkInfrastructure(transporter: string, databaseUrl: string): Promise<string[]> {
+async function checkInfrastructure(transporter: string | undefined, databaseUrl: string): Promise<string[]> {
 	const problems: string[] = [];
-	const nats = new URL(transporter);
-	if (!(await reachable(nats.hostname, Number(nats.port || 4222)))) {
+	const nats = transporter ? new URL(transporter) : undefined;
+	if (nats && !(await reachable(nats.hostname, Number(nats.port || 4222)))) {
 		problems.push(
 			`NATS is not reachable at ${transporter}. Start it, e.g.:\n` +
 				"    nats-server -js   (or: docker run -d -p 4222:4222 nats:2.10-alpine -js)",
@@ -81,18 +106,6 @@ async function checkInfrastructure(transporter: string, databaseUrl: string): Pr
 		);
 	}
 	return problems;
-}
-
-/** A port free right now (PORT=0 in tests): the gateway binds it a moment later. */
-function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const server = createServer();
-		server.once("error", reject);
-		server.listen(0, "127.0.0.1", () => {
-			const { port } = server.address() as AddressInfo;
-			server.close(() => resolve(port));
-		});
-	});
 }
 
 async function httpStatus(url: string): Promise<number> {
@@ -113,15 +126,19 @@ function startNode(name: string, services: string[], index: number, env: NodeJS.
 			...env,
 			SERVICES: services.join(","),
 			NODE_ID: nodeID,
-			// Port 0 (tests) stays 0: every node picks a free one.
+			// Port 0 (tests) stays 0: every node binds any free one and reports it.
 			METRICS_PORT: String(basePort === 0 ? 0 : basePort + index),
 		},
-		stdio: ["ignore", "pipe", "pipe"],
+		// The IPC channel carries the node's NodeStarted report (the ports it bound).
+		stdio: ["ignore", "pipe", "pipe", "ipc"],
 		// Own process group: a terminal's Ctrl-C reaches only this parent, which then stops each
 		// node exactly once.
 		detached: true,
 	});
 	const node: Node = { name, nodeID, services, child, exited: false };
+	child.on("message", (msg: any) => {
+		if (msg?.type === "mc:node-started") node.started = msg as NodeStarted;
+	});
 	const prefix = `${paint(color, name.padEnd(WIDTH))} | `;
 	for (const stream of [child.stdout, child.stderr]) {
 		if (!stream) continue;
@@ -130,6 +147,39 @@ function startNode(name: string, services: string[], index: number, env: NodeJS.
 		});
 	}
 	return node;
+}
+
+/** A secret generated once into DATA_DIR (like the JWT key of the embedded mode). */
+function persistedSecret(dataDir: string, name: string): string {
+	const file = join(resolve(dataDir), name);
+	if (existsSync(file)) return readFileSync(file, "utf8").trim();
+	mkdirSync(resolve(dataDir), { recursive: true });
+	const value = randomBytes(24).toString("base64url");
+	writeFileSync(file, value, { mode: 0o600, flag: "wx" });
+	return value;
+}
+
+/**
+ * This cluster's own NATS server with the stack's configuration; resolves with the environment
+ * every node needs to reach it (URL, credentials, TLS files).
+ */
+async function startOwnNats(dataDir: string): Promise<{ server: NatsServerProcess; env: Record<string, string> }> {
+	const dir = join(resolve(dataDir), "nats");
+	const tls = ensureCertificates(join(dir, "tls"));
+	const password = persistedSecret(dataDir, ".nats-password");
+	const server = new NatsServerProcess({ user: NATS_USER, password, tls, storeDir: join(dir, "jetstream") });
+	await server.start();
+	return {
+		server,
+		env: {
+			TRANSPORTER: server.url,
+			NATS_USER,
+			NATS_PASSWORD: password,
+			NATS_TLS_CA_FILE: tls.ca,
+			NATS_TLS_CERT_FILE: tls.clientCert,
+			NATS_TLS_KEY_FILE: tls.clientKey,
+		},
+	};
 }
 
 async function main(): Promise<void> {
@@ -147,8 +197,11 @@ async function main(): Promise<void> {
 		}
 		throw err;
 	}
-	const transporter = c.TRANSPORTER ?? DEFAULTS.TRANSPORTER;
 	const databaseUrl = process.env.DATABASE_URL ?? DEFAULTS.DATABASE_URL;
+	// An explicit TRANSPORTER is used as given; else our own authenticated server, when we can run one.
+	const ownNats = !c.TRANSPORTER && findNatsServer() !== undefined;
+	if (!c.TRANSPORTER && !ownNats) say(`nats-server is not installed: using ${OPEN_NATS} as it is (no credentials, no TLS)`);
+	const transporter = c.TRANSPORTER ?? (ownNats ? undefined : OPEN_NATS);
 
 	const available = new Set(availableServices());
 	const plan = GROUPS.map(g => ({ name: g.name, services: g.services.filter(s => available.has(s)) }));
@@ -165,19 +218,36 @@ async function main(): Promise<void> {
 		process.exit(1);
 	}
 
-	const gatewayPort = c.PORT === 0 ? await freePort() : c.PORT;
+	let nats: NatsServerProcess | undefined;
+	let natsEnv: Record<string, string> = { TRANSPORTER: transporter! };
+	const clusterFile = join(resolve(c.DATA_DIR), CLUSTER_FILE);
+	if (ownNats) {
+		try {
+			({ server: nats, env: natsEnv } = await startOwnNats(c.DATA_DIR));
+		} catch (err) {
+			console.error(`Could not start this cluster's NATS server: ${(err as Error).message}`);
+			process.exit(1);
+		}
+		say(`NATS (JetStream, credentials, mutual TLS: deploy/nats/nats.conf) listening on ${natsEnv.TRANSPORTER}, pid ${nats.pid}`);
+		const file: ClusterFile = { pid: process.pid, namespace: c.NAMESPACE, env: natsEnv };
+		writeFileSync(clusterFile, JSON.stringify(file, null, 2), { mode: 0o600 });
+	}
+	// The monitor below and every node connect with the same settings.
+	Object.assign(process.env, natsEnv);
+
 	const env: NodeJS.ProcessEnv = {
 		...process.env,
-		TRANSPORTER: transporter,
+		...natsEnv,
 		DATABASE_URL: databaseUrl,
 		JWT_SECRET: c.JWT_SECRET,
 		ADMIN_PASSWORD: c.ADMIN_PASSWORD,
-		PORT: String(gatewayPort),
+		PORT: String(c.PORT),
 	};
 	delete env.JWT_SECRET_FILE;
 	delete env.ADMIN_PASSWORD_FILE;
+	delete env.NATS_PASSWORD_FILE;
 	const started = Date.now();
-	say(`starting ${groups.length} nodes over ${transporter}, databases on ${new URL(databaseUrl).host} (namespace '${c.NAMESPACE}')`);
+	say(`starting ${groups.length} nodes over ${natsEnv.TRANSPORTER}, databases on ${new URL(databaseUrl).host} (namespace '${c.NAMESPACE}')`);
 	const nodes = groups.map((g, i) => startNode(g.name, g.services, i, env, c.METRICS_PORT));
 
 	let stopping = false;
@@ -205,6 +275,10 @@ async function main(): Promise<void> {
 			say(`nodes still running after ${c.SHUTDOWN_TIMEOUT_MS + 5000} ms: ${nodes.filter(n => !n.exited).map(n => n.name).join(", ")}; killing them`);
 			stopAll("SIGKILL");
 		}
+		if (nats) {
+			await nats.stop();
+			rmSync(clusterFile, { force: true });
+		}
 		say("stopped");
 		process.exit(crashed ? 1 : 0);
 	};
@@ -221,8 +295,17 @@ async function main(): Promise<void> {
 	process.on("SIGINT", () => void shutdown("SIGINT"));
 	process.on("SIGTERM", () => void shutdown("SIGTERM"));
 	process.on("SIGHUP", () => void shutdown("SIGHUP"));
-	// Should this process end any other way, leave no nodes behind.
-	process.on("exit", () => stopAll("SIGKILL"));
+	// Should this process end any other way, leave no nodes (and no NATS server) behind.
+	process.on("exit", () => {
+		stopAll("SIGKILL");
+		if (nats?.pid) {
+			try {
+				process.kill(nats.pid, "SIGKILL");
+			} catch {
+				// already gone
+			}
+		}
+	});
 
 	// Until the cluster is ready, the parent joins it as a service-less node to see when every node
 	// has registered its services (independent of log level or format).
@@ -246,11 +329,13 @@ async function main(): Promise<void> {
 
 	const gateway = nodes.find(n => n.services.includes("api"));
 	const timeoutMs = Number(process.env.CLUSTER_READY_TIMEOUT_S ?? 90) * 1000;
+	// With PORT=0 the gateway's port is known once it reports it.
+	const gatewayPort = () => gateway?.started?.httpPort ?? null;
 	while (!stopping) {
-		const nodesUp = nodes.every(registered);
-		if (nodesUp && (!gateway || (await httpStatus(`http://127.0.0.1:${gatewayPort}/health/ready`)) === 200)) break;
+		const nodesUp = nodes.every(registered) && nodes.every(n => n.started);
+		if (nodesUp && (!gateway || (gatewayPort() !== null && (await httpStatus(`http://127.0.0.1:${gatewayPort()}/health/ready`)) === 200))) break;
 		if (Date.now() - started > timeoutMs) {
-			const waiting = nodes.filter(n => !registered(n)).map(n => n.name);
+			const waiting = nodes.filter(n => !registered(n) || !n.started).map(n => n.name);
 			say(`not ready after ${timeoutMs / 1000} s (waiting for: ${waiting.join(", ") || "/health/ready to answer 200"}); stopping`);
 			crashed = true;
 			await shutdown("start-up timeout");
@@ -266,14 +351,15 @@ async function main(): Promise<void> {
 	say(paint(1, `ready in ${secs} s: ${nodes.map(n => `${n.name} (${n.services.join(",")})`).join(", ")}`));
 	if (gateway) {
 		const host = c.HOST === "0.0.0.0" ? "localhost" : c.HOST;
-		say(paint(1, `gateway listening on http://${host}:${gatewayPort}/api/v1  (docs: http://${host}:${gatewayPort}/api/docs)`));
+		say(paint(1, `gateway listening on http://${host}:${gatewayPort()}/api/v1  (docs: http://${host}:${gatewayPort()}/api/docs)`));
 	} else {
 		say("no gateway in this build: reach the services with `npm run repl`");
 	}
 	if (!process.env.ADMIN_PASSWORD && !process.env.ADMIN_PASSWORD_FILE) {
 		say(`admin login: ${c.ADMIN_EMAIL}, password in ${join(c.DATA_DIR, ".admin-password")}`);
 	}
-	const metrics = c.METRICS_ENABLED && c.METRICS_PORT ? `metrics on ports ${c.METRICS_PORT}-${c.METRICS_PORT + nodes.length - 1} (/metrics); ` : "";
+	const metricsPorts = nodes.map(n => (n.started?.metricsPort ? `${n.name} ${n.started.metricsPort}` : "")).filter(Boolean);
+	const metrics = metricsPorts.length ? `metrics and health (/metrics, /health/ready) on ports: ${metricsPorts.join(", ")}; ` : "";
 	say(`${metrics}operator shell: npm run repl; Ctrl-C stops every node`);
 }
 

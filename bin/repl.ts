@@ -3,8 +3,11 @@
  * operator node without services and opens moleculer-repl: `nodes`, `services`, `actions`,
  * `call orders.get --id ...`, `emit ...`, plus the platform's own commands, loaded from every
  * lib/repl/*-commands module (each exports an array of command definitions).
+ *
+ * Without TRANSPORTER it joins the cluster `npm run cluster` runs from the same DATA_DIR (its own
+ * NATS server, credentials and TLS files, from DATA_DIR/cluster.json), else nats://127.0.0.1:4222.
  */
-import { readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { ServiceBroker } from "moleculer";
@@ -59,7 +62,21 @@ export function loadCustomCommands(dir = join(__dirname, "..", "lib", "repl")): 
 	return { commands, problems };
 }
 
+/** The NATS settings of a running `npm run cluster` in this DATA_DIR, if there is one. */
+export function runningCluster(env: NodeJS.ProcessEnv): Record<string, string> | undefined {
+	const file = join(env.DATA_DIR || "./data", "cluster.json");
+	if (!existsSync(file)) return undefined;
+	try {
+		const cluster = JSON.parse(readFileSync(file, "utf8")) as { pid: number; namespace: string; env: Record<string, string> };
+		process.kill(cluster.pid, 0); // throws when that launcher is gone
+		return { ...cluster.env, ...(cluster.namespace && !env.NAMESPACE ? { NAMESPACE: cluster.namespace } : {}) };
+	} catch {
+		return undefined;
+	}
+}
+
 async function main(): Promise<void> {
+	if (!process.env.TRANSPORTER) Object.assign(process.env, runningCluster(process.env) ?? {});
 	process.env.TRANSPORTER ||= DEFAULT_TRANSPORTER;
 	// An operator node serves no metrics: its port would clash with a node on the same machine.
 	process.env.METRICS_ENABLED = "false";

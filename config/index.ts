@@ -59,9 +59,6 @@ const schema = z.object({
 
 	LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
 	LOG_FORMAT: z.enum(["json", "text"]).optional(),
-	JAEGER_ENDPOINT: z.url().optional(),
-	JAEGER_AGENT_HOST: z.string().optional(),
-	JAEGER_AGENT_PORT: int(1, 65535).default(6832),
 
 	SEED_DEMO: bool.optional(),
 	FREE_SHIPPING_THRESHOLD_CENTS: int(0, 100_000_000).default(5000),
@@ -83,6 +80,20 @@ const schema = z.object({
 	EVENTS_RETENTION_HOURS: int(1, 24 * 365).default(168),
 	// JetStream redelivers a message not acknowledged within this time (handlers signal progress).
 	EVENTS_ACK_WAIT_MS: int(1000, 600_000).default(30_000),
+
+	// Operations (docs/OPERATIONS.md): the metrics/health endpoint, NATS credentials and TLS, tracing.
+	// The metrics port answers only on this interface; a non-loopback one needs a token or basic auth in production.
+	METRICS_HOST: z.string().min(1).default("127.0.0.1"),
+	METRICS_AUTH_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+	METRICS_BASIC_AUTH: z.string().regex(/^[^:]+:.{8,}$/, "must be user:password (password at least 8 characters)").optional(),
+	// Per-cluster NATS credentials (the server's accounts, deploy/nats/nats.conf) and TLS files.
+	NATS_USER: z.string().min(1).optional(),
+	NATS_PASSWORD: z.string().min(8, "must be at least 8 characters").optional(),
+	NATS_TLS_CA_FILE: z.string().min(1).optional(),
+	NATS_TLS_CERT_FILE: z.string().min(1).optional(),
+	NATS_TLS_KEY_FILE: z.string().min(1).optional(),
+	// Zipkin v2 collector base URL (Jaeger accepts it on 9411), e.g. http://jaeger:9411; tracing is off without it.
+	ZIPKIN_URL: z.url().optional(),
 });
 
 type Env = z.infer<typeof schema>;
@@ -107,11 +118,16 @@ export class ConfigError extends Error {
 /** Docker secrets arrive as files: `X_FILE=/run/secrets/x` stands for `X`. */
 function readFileVariables(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 	const out = { ...env };
-	for (const name of ["JWT_SECRET", "ADMIN_PASSWORD", "DATABASE_URL"]) {
+	for (const name of ["JWT_SECRET", "ADMIN_PASSWORD", "DATABASE_URL", "NATS_PASSWORD", "METRICS_AUTH_TOKEN", "METRICS_BASIC_AUTH"]) {
 		const file = env[`${name}_FILE`];
 		if (file && !out[name]) out[name] = readFileSync(file, "utf8").trim();
 	}
 	return out;
+}
+
+/** 127.0.0.0/8, ::1 and localhost: reachable from this machine only. */
+export function isLoopback(host: string): boolean {
+	return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** The embedded default keeps a generated secret in its data directory, created once. */
@@ -137,6 +153,11 @@ export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): Config {
 	const missing: string[] = [];
 	if (isProduction && !c.JWT_SECRET) missing.push("JWT_SECRET: required when NODE_ENV=production");
 	if (isProduction && !c.ADMIN_PASSWORD) missing.push("ADMIN_PASSWORD: required when NODE_ENV=production");
+	if (isProduction && c.TRANSPORTER && !(c.NATS_USER && c.NATS_PASSWORD)) missing.push("NATS_USER, NATS_PASSWORD: required when NODE_ENV=production and TRANSPORTER is set");
+	if (isProduction && c.METRICS_ENABLED && !isLoopback(c.METRICS_HOST) && !c.METRICS_AUTH_TOKEN && !c.METRICS_BASIC_AUTH) {
+		missing.push(`METRICS_AUTH_TOKEN or METRICS_BASIC_AUTH: required when NODE_ENV=production and METRICS_HOST (${c.METRICS_HOST}) is not a loopback address`);
+	}
+	if ((c.NATS_TLS_CERT_FILE === undefined) !== (c.NATS_TLS_KEY_FILE === undefined)) missing.push("NATS_TLS_CERT_FILE, NATS_TLS_KEY_FILE: give both or neither");
 	if (missing.length) throw new ConfigError(missing);
 
 	const serviceDatabaseUrls: Record<string, string> = {};

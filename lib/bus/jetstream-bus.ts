@@ -31,6 +31,7 @@ import {
 } from "nats";
 import type { ServiceBroker } from "moleculer";
 import { config } from "../../config";
+import { natsAuthOptions } from "../nats-options";
 import { REQUEST_TIMEOUT_MS, backlog, discardDeadLetter, isNotFound, listDeadLetters, replayDeadLetter } from "./jetstream-admin";
 import { eventMetrics } from "./metrics";
 import { type BusNames, type RetryPolicy, busNames, retryDelay } from "./policy";
@@ -117,6 +118,8 @@ export class JetStreamBus implements Bus {
 				maxReconnectAttempts: -1,
 				reconnectTimeWait: 250,
 				waitOnFirstConnect: true,
+				// The cluster's NATS credentials and TLS, as the transporter uses them.
+				...natsAuthOptions(config()),
 			});
 			void (async () => {
 				for await (const s of nc.status()) {

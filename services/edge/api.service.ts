@@ -13,6 +13,7 @@ import { UnauthorizedError } from "../../lib/errors";
 import { toErrorBody } from "../../lib/http-errors";
 import { buildOpenApi, renderDocsPage } from "../../lib/openapi";
 import { FixedWindowLimiter } from "../../lib/rate-limit";
+import { readiness } from "../../lib/readiness";
 import { verifyAccessToken } from "../../lib/tokens";
 import { AUTH_LIMITED_ACTIONS, PUBLIC_ROUTES } from "./routes";
 
@@ -197,24 +198,9 @@ const ApiService: ServiceSchema = {
 			return req.socket.remoteAddress ?? "unknown";
 		},
 
-		/** This node's services, their databases and the transporter. */
-		async readiness(this: any) {
-			const down: string[] = [];
-			// Until every local service has started, some of them cannot answer yet.
-			if (!this.broker.started) down.push("starting");
-			const transit = this.broker.transit;
-			if (transit && !transit.connected) down.push("transporter");
-			for (const svc of this.broker.services as any[]) {
-				if (svc.sequelize) {
-					try {
-						await svc.sequelize.query("SELECT 1");
-					} catch (err) {
-						down.push(`${svc.name}:database`);
-						this.logger.warn(`Readiness: ${svc.name} database unreachable`, (err as Error).message);
-					}
-				}
-			}
-			return { status: down.length ? "unavailable" : "ok", nodeID: this.broker.nodeID, services: this.broker.services.map((s: any) => s.name), down };
+		/** This node's services, their databases, the transporter and what they need (lib/readiness.ts). */
+		readiness(this: any) {
+			return readiness(this.broker);
 		},
 	},
 

@@ -1,12 +1,16 @@
 /**
- * `npm run cluster` and `npm run repl` as an operator uses them: real node processes over NATS and
- * PostgreSQL (needs `npm run build` first; `npm test` does it).
+ * `npm run cluster` and `npm run repl` as an operator uses them: real node processes over their
+ * own NATS server — started by the launcher with the Swarm stack's configuration (credentials,
+ * mutual TLS) — and PostgreSQL (needs `npm run build` first; `npm test` does it).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
+import { ServiceBroker } from "moleculer";
+import { connect } from "nats";
 import { Sequelize } from "sequelize";
+import { findNatsServer } from "../../lib/ops/nats-server";
 import { availableServices } from "../../services";
 
 const ROOT = join(__dirname, "../..");
@@ -14,13 +18,14 @@ const CLUSTER = join(ROOT, "dist/bin/cluster.js");
 const REPL = join(ROOT, "dist/bin/repl.js");
 const PG_URL = "postgres://postgres@127.0.0.1:5432/postgres";
 const id = Math.random().toString(36).slice(2, 8);
-const env = {
+const env: NodeJS.ProcessEnv = {
 	...process.env,
 	NODE_ENV: "development",
 	NAMESPACE: `e2e-cluster-${id}`,
 	DB_NAME_PREFIX: `t_${id}_`,
 	DATA_DIR: mkdtempSync(join(tmpdir(), "mc-cluster-")),
-	TRANSPORTER: "nats://127.0.0.1:4222",
+	// No TRANSPORTER: the launcher runs its own authenticated NATS server.
+	TRANSPORTER: "",
 	DATABASE_URL: PG_URL,
 	PORT: "0",
 	METRICS_PORT: "0",
@@ -110,12 +115,70 @@ describe("npm run cluster", () => {
 		expect(body.total).toBeGreaterThan(0);
 	});
 
+	it("runs its own NATS server with credentials and TLS, and every node connects with them", () => {
+		expect(findNatsServer()).toBeDefined();
+		const file = JSON.parse(readFileSync(join(env.DATA_DIR!, "cluster.json"), "utf8"));
+		expect(file.env).toEqual({
+			TRANSPORTER: expect.stringMatching(/^nats:\/\/127\.0\.0\.1:\d+$/),
+			NATS_USER: "mc",
+			NATS_PASSWORD: expect.any(String),
+			NATS_TLS_CA_FILE: expect.stringContaining("ca.pem"),
+			NATS_TLS_CERT_FILE: expect.stringContaining("client.pem"),
+			NATS_TLS_KEY_FILE: expect.stringContaining("client-key.pem"),
+		});
+		expect(out).toMatch(/NATS \(JetStream, credentials, mutual TLS: deploy\/nats\/nats\.conf\) listening on nats:\/\/127\.0\.0\.1:\d+/);
+		// Every group registered over it (the launcher waited for them before printing this).
+		expect(out).toMatch(/ready in [\d.]+ s: gateway \(api\)/);
+	});
+
+	it("refuses a NATS connection without credentials, with wrong ones, or without a client certificate", async () => {
+		const file = JSON.parse(readFileSync(join(env.DATA_DIR!, "cluster.json"), "utf8"));
+		const servers = file.env.TRANSPORTER.replace("nats://", "");
+		const tls = { caFile: file.env.NATS_TLS_CA_FILE, certFile: file.env.NATS_TLS_CERT_FILE, keyFile: file.env.NATS_TLS_KEY_FILE };
+		const attempt = (opts: Record<string, unknown>) => connect({ servers, reconnect: false, timeout: 5000, ...opts }).then(async nc => (await nc.close(), "connected"));
+		await expect(attempt({ tls })).rejects.toMatchObject({ code: "AUTHORIZATION_VIOLATION" });
+		await expect(attempt({ tls, user: "mc", pass: "not-the-password" })).rejects.toMatchObject({ code: "AUTHORIZATION_VIOLATION" });
+		await expect(attempt({ tls: { caFile: tls.caFile }, user: "mc", pass: file.env.NATS_PASSWORD })).rejects.toThrow();
+		await expect(attempt({ user: "mc", pass: file.env.NATS_PASSWORD })).rejects.toThrow();
+		// The same credentials and certificate the nodes use do get in.
+		await expect(attempt({ tls, user: "mc", pass: file.env.NATS_PASSWORD })).resolves.toBe("connected");
+	});
+
+	it("keeps an outsider on the network from calling internal actions such as users.create with a forged system user", async () => {
+		const file = JSON.parse(readFileSync(join(env.DATA_DIR!, "cluster.json"), "utf8"));
+		const tls = { caFile: file.env.NATS_TLS_CA_FILE, certFile: file.env.NATS_TLS_CERT_FILE, keyFile: file.env.NATS_TLS_KEY_FILE };
+		// Even holding a client certificate, without the cluster's password nothing gets through.
+		const outsider = new ServiceBroker({
+			namespace: env.NAMESPACE,
+			nodeID: `outsider-${id}`,
+			logger: false,
+			// One refused attempt is the whole story; no retry timer may outlive the test.
+			transit: { disableReconnect: true },
+			transporter: { type: "NATS", options: { servers: [file.env.TRANSPORTER.replace("nats://", "")], user: "mc", pass: "guessed-password", tls, maxReconnectAttempts: 0 } },
+		});
+		const starting = outsider.start().then(
+			() => "started",
+			() => "refused",
+		);
+		const settled = await Promise.race([starting, new Promise(r => setTimeout(() => r("still connecting"), 4000))]);
+		expect(settled).not.toBe("started");
+		expect((outsider as any).transit.connected).toBe(false);
+		await expect(
+			outsider.call("users.create", { email: `intruder-${id}@example.com`, password: "intruder-password-1", name: "Intruder", roles: ["superadmin"] }, { meta: { user: { id: "system", typ: "system", roles: [] } } }),
+		).rejects.toMatchObject({ name: "ServiceNotFoundError" });
+		await Promise.race([outsider.stop().catch(() => undefined), new Promise(r => setTimeout(r, 3000))]);
+		// And no such admin exists: its login is refused at the public gateway.
+		const login = await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email: `intruder-${id}@example.com`, password: "intruder-password-1" }) });
+		expect(login.status).toBe(401);
+	}, 20_000);
+
 	it("lets an operator REPL join and list the cluster's nodes and services", async () => {
 		const repl = spawn(process.execPath, [REPL], { cwd: ROOT, env: { ...env, PORT: "" }, stdio: ["pipe", "pipe", "pipe"] });
 		let replOut = "";
 		repl.stdout!.on("data", d => (replOut += d));
 		repl.stderr!.on("data", d => (replOut += d));
-		await waitForLine(() => replOut, /Joined nats:\S+ \(namespace 'e2e-cluster-\w+'\) as repl-\S+: [1-9]\d* other node/, repl, 20_000);
+		// Found through DATA_DIR/cluster.json: the cluster's own server, with its credentials.
+		await waitForLine(() => replOut, /Joined nats:\/\/127\.0\.0\.1:\d+ \(namespace 'e2e-cluster-\w+'\) as repl-\S+: [1-9]\d* other node/, repl, 20_000);
 		repl.stdin!.write("nodes\n");
 		await waitForLine(() => replOut, new RegExp(`║ ${hostname()}-gateway\\s+│`), repl, 5000);
 		repl.stdin!.write("services\n");

@@ -4,7 +4,6 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync } from "node:fs";
-import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Sequelize } from "sequelize";
@@ -29,18 +28,9 @@ interface RunningNode {
 	spec: NodeSpec;
 	child: ChildProcess;
 	output: string[];
-	metricsPort: number;
-}
-
-export async function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const srv = createServer();
-		srv.once("error", reject);
-		srv.listen(0, "127.0.0.1", () => {
-			const port = (srv.address() as AddressInfo).port;
-			srv.close(() => resolve(port));
-		});
-	});
+	/** The ports the node bound and reported (bin/start.ts NodeStarted), once it has started. */
+	httpPort: number | null;
+	metricsPort: number | null;
 }
 
 export interface HttpResult {
@@ -66,10 +56,18 @@ export class TestCluster {
 		return `http://127.0.0.1:${this.port}`;
 	}
 
+	/**
+	 * Starts every node. Each binds any free port (PORT=0, METRICS_PORT=0) and reports the ports it
+	 * bound over IPC: never "pick a free port now, bind it later" (another process may take it).
+	 */
 	async start(): Promise<void> {
-		this.port = await freePort();
 		for (const spec of this.specs) await this.spawnNode(spec);
-		await this.waitUntil(async () => (await this.http("GET", "/health/ready")).status === 200, 60_000, "gateway ready");
+		await this.waitUntil(async () => this.port > 0 && (await this.http("GET", "/health/ready")).status === 200, 60_000, "gateway ready");
+	}
+
+	/** The metrics/health port a node reported (null before it started, or with metrics off). */
+	metricsPort(name: string): number | null {
+		return this.nodes.get(name)?.metricsPort ?? null;
 	}
 
 	/** The environment every node of this cluster shares (for an extra process joining it). */
@@ -90,7 +88,6 @@ export class TestCluster {
 	}
 
 	private async spawnNode(spec: NodeSpec): Promise<void> {
-		const metricsPort = this.nodes.get(spec.name)?.metricsPort ?? (await freePort());
 		const child = spawn(process.execPath, [join(ROOT, "dist/bin/start.js")], {
 			cwd: ROOT,
 			env: {
@@ -103,8 +100,8 @@ export class TestCluster {
 				DATABASE_URL: PG_URL,
 				DB_NAME_PREFIX: this.prefix,
 				DATA_DIR: this.dataDir,
-				PORT: String(this.port),
-				METRICS_PORT: String(metricsPort),
+				PORT: "0",
+				METRICS_PORT: "0",
 				JWT_SECRET: TEST_JWT_SECRET,
 				ADMIN_EMAIL: TEST_ADMIN.email,
 				ADMIN_PASSWORD: TEST_ADMIN.password,
@@ -115,16 +112,24 @@ export class TestCluster {
 				...this.env,
 				...spec.env,
 			},
-			stdio: ["ignore", "pipe", "pipe"],
+			stdio: ["ignore", "pipe", "pipe", "ipc"],
 		});
-		const output: string[] = [];
+		const node: RunningNode = { spec, child, output: [], httpPort: null, metricsPort: null };
+		child.on("message", (msg: any) => {
+			if (msg?.type !== "mc:node-started") return;
+			node.httpPort = msg.httpPort;
+			node.metricsPort = msg.metricsPort;
+			// A (re)started gateway is reached on the port it bound this time.
+			if (msg.httpPort) this.port = msg.httpPort;
+		});
+		const output = node.output;
 		const keep = (b: Buffer) => {
 			output.push(b.toString());
 			if (output.length > 400) output.shift();
 		};
 		child.stdout!.on("data", keep);
 		child.stderr!.on("data", keep);
-		this.nodes.set(spec.name, { spec, child, output, metricsPort });
+		this.nodes.set(spec.name, node);
 	}
 
 	/** The node's recent output, for a failing test's message. */

@@ -4,7 +4,6 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ServiceBroker, ServiceSchema } from "moleculer";
@@ -156,17 +155,6 @@ export async function tallies(broker: ServiceBroker, consumer = "evledger"): Pro
 	return broker.call(`${consumer}.tallies`);
 }
 
-export function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const srv = createServer();
-		srv.listen(0, "127.0.0.1", () => {
-			const port = (srv.address() as { port: number }).port;
-			srv.close(() => resolve(port));
-		});
-		srv.on("error", reject);
-	});
-}
-
 /** A NATS server with JetStream on a free port and its own store directory; stop() and start() keep the store. */
 export class PrivateNats {
 	private proc?: ChildProcess;
@@ -177,11 +165,26 @@ export class PrivateNats {
 		return `nats://127.0.0.1:${this.port}`;
 	}
 
+	/**
+	 * The first start lets the server bind any free port (-p -1) and reads it from its log: no port is
+	 * picked first and bound later. A restart binds that same port again, as a restarted server would.
+	 */
 	async start(): Promise<void> {
 		if (this.proc && this.proc.exitCode === null) return;
-		if (!this.port) this.port = await freePort();
-		const proc = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", String(this.port), "-sd", this.storeDir], { stdio: "ignore" });
+		const proc = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", String(this.port || -1), "-sd", this.storeDir], { stdio: ["ignore", "pipe", "pipe"] });
 		this.proc = proc;
+		let log = "";
+		const collect = (d: Buffer) => {
+			log += d.toString();
+			const m = /Listening for client connections on [^\s]+:(\d+)/.exec(log);
+			if (m && !this.port) this.port = Number(m[1]);
+		};
+		proc.stdout!.on("data", collect);
+		proc.stderr!.on("data", collect);
+		await waitFor(() => {
+			if (proc.exitCode !== null) throw new Error(`nats-server exited with ${proc.exitCode}: ${log}`);
+			return this.port > 0;
+		}, 10_000);
 		await waitFor(async () => {
 			if (proc.exitCode !== null) throw new Error(`nats-server exited with ${proc.exitCode}`);
 			try {
