@@ -5,7 +5,7 @@ import { hostname } from "node:os";
 import type { BrokerOptions, Errors as ErrorsNS } from "moleculer";
 import { Errors } from "moleculer";
 import { config } from "./config";
-import { CombinedPrometheusReporter, collectProcessMetrics } from "./lib/metrics";
+import { BusinessMetricsMiddleware, CombinedPrometheusReporter, collectProcessMetrics } from "./lib/metrics";
 import { natsAuthOptions, natsServers } from "./lib/nats-options";
 import { RequestContextMiddleware, currentRequestId } from "./lib/request-context";
 import { SPAN_ERROR_FIELDS, spanTags } from "./lib/tracing";
@@ -96,7 +96,8 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
 			: false,
 		// Spans go to a Zipkin v2 collector (Jaeger takes them on 9411) when ZIPKIN_URL is set.
 		tracing: c.ZIPKIN_URL ? tracingOptions({ type: "Zipkin", options: { baseURL: c.ZIPKIN_URL, interval: 5, defaultTags: { namespace: c.NAMESPACE || "default" } } }) : false,
-		middlewares: [RequestContextMiddleware],
+		// Request ids in every log line; checkout latency and outcome (lib/metrics.ts).
+		middlewares: [RequestContextMiddleware, BusinessMetricsMiddleware],
 		...overrides,
 	};
 	return options;

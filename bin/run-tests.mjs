@@ -10,9 +10,9 @@
  *     reports no tests for it; a tier whose jest dies without writing results counts as one failed.
  *   - each non-jest check (build, typecheck, lint, stack file) counts as one test.
  *
- * Usage: node bin/run-tests.mjs [--only build,typecheck,lint,stack,unit,integration,e2e] [--skip ...]
- * Environment: CI=true makes a missing docker CLI a failure (otherwise the stack check is skipped
- * with a notice); TEST_TIER_TIMEOUT_S bounds each step (default 600 s).
+ * Usage: node bin/run-tests.mjs [--only build,typecheck,lint,stack,promconfig,promrules,promtest,unit,integration,e2e] [--skip ...]
+ * Environment: CI=true makes a missing docker CLI or promtool a failure (otherwise those checks are
+ * skipped with a notice); TEST_TIER_TIMEOUT_S bounds each step (default 600 s).
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -33,6 +33,11 @@ const CHECKS = {
 	typecheck: { cmd: [join(BIN, "tsc"), "-p", "tsconfig.json", "--noEmit"], what: "tsc --noEmit (sources and tests)" },
 	lint: { cmd: [join(BIN, "eslint"), "."], what: "eslint ." },
 	stack: { cmd: ["docker", "stack", "config", "-c", "deploy/docker-stack.yml"], what: "docker stack config -c deploy/docker-stack.yml", quiet: true },
+	// The Prometheus files of the stack (promtool: Debian package `prometheus`). --syntax-only: the
+	// token file it names exists only inside the Prometheus container.
+	promconfig: { cmd: ["promtool", "check", "config", "--syntax-only", "deploy/prometheus/prometheus.yml"], what: "promtool check config deploy/prometheus/prometheus.yml", tool: "promtool" },
+	promrules: { cmd: ["promtool", "check", "rules", "deploy/prometheus/alerts.yml"], what: "promtool check rules deploy/prometheus/alerts.yml", tool: "promtool" },
+	promtest: { cmd: ["promtool", "test", "rules", "deploy/prometheus/alerts.test.yml"], what: "promtool test rules deploy/prometheus/alerts.test.yml", tool: "promtool" },
 };
 const TIERS = {
 	unit: [],
@@ -101,6 +106,10 @@ async function runCheck(name) {
 	if (name === "stack" && !CI) {
 		const probe = await run("docker", ["stack", "config", "--help"], { quiet: true });
 		if (probe.code !== 0) return { name, skipped: "docker CLI with `stack config` not found (required when CI=true)" };
+	}
+	if (check.tool && !CI) {
+		const probe = await run(check.tool, ["--version"], { quiet: true });
+		if (probe.code !== 0) return { name, skipped: `${check.tool} not found (apt-get install prometheus; required when CI=true)` };
 	}
 	const started = Date.now();
 	const { code } = await run(check.cmd[0], check.cmd.slice(1), { quiet: check.quiet });

@@ -19,7 +19,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { MetricReporters, type ServiceBroker } from "moleculer";
+import { MetricReporters, type Middleware, type ServiceBroker } from "moleculer";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { readiness } from "./readiness";
 
@@ -57,9 +57,20 @@ export const businessMetrics = {
 	checkoutDuration: histogram("checkout_duration_seconds", "Time from POST /orders to its answer, by outcome (CONFIRMED, REJECTED, PENDING, error)", ["outcome"], LATENCY_BUCKETS),
 	checkouts: counter("checkouts_total", "Checkout answers by outcome and failure reason (API.md order statuses)", ["outcome", "reason"]),
 	paymentDeclines: counter("payment_declines_total", "Authorisations the provider declined, by reason", ["reason"]),
-	refunds: counter("refunds_total", "Refunds made, by origin (saga, admin)", ["origin"]),
+	refunds: counter("refunds_total", "Refunds made at the provider, by currency", ["currency"]),
 	refundedCents: counter("refunded_amount_cents_total", "Money refunded, in cents (minor units), by currency", ["currency"]),
 };
+
+/** A decline by the payment provider (payments.authorize); `reason` is the error type (PAYMENT_DECLINED, INSUFFICIENT_FUNDS). */
+export function recordPaymentDecline(reason: string): void {
+	businessMetrics.paymentDeclines.inc({ reason });
+}
+
+/** A refund the provider accepted: `amount` in cents. */
+export function recordRefund(amount: number, currency: string): void {
+	businessMetrics.refunds.inc({ currency });
+	businessMetrics.refundedCents.inc({ currency }, amount);
+}
 
 /** Gauges refreshed at scrape time (see `refreshScrapeGauges`). */
 export const stateGauges = {
@@ -79,6 +90,45 @@ export const stateGauges = {
 export function observeCheckout(startedAt: number, outcome: string, reason?: string | null): void {
 	businessMetrics.checkoutDuration.observe({ outcome }, (Date.now() - startedAt) / 1000);
 	businessMetrics.checkouts.inc({ outcome, reason: reason ?? "" });
+}
+
+/**
+ * Broker middleware: the checkout's latency and outcome, measured around `orders.create` on the
+ * node that answers it (an idempotent replay is an answer too and is counted as one).
+ */
+export const BusinessMetricsMiddleware: Middleware = {
+	name: "BusinessMetrics",
+	localAction(handler: (ctx: any) => Promise<any>, action: { name?: string }) {
+		if (action.name !== "orders.create") return handler;
+		return async (ctx: any) => {
+			const startedAt = Date.now();
+			try {
+				const order = await handler(ctx);
+				observeCheckout(startedAt, String(order?.status ?? "unknown"), order?.failureReason);
+				return order;
+			} catch (err) {
+				observeCheckout(startedAt, "error", (err as { type?: string })?.type ?? null);
+				throw err;
+			}
+		};
+	},
+} as Middleware;
+
+/**
+ * Gateway middleware (moleculer-web `use`): every answer counted by method, route pattern (the
+ * alias, e.g. `/api/v1/products/:id`, never the raw URL) and status, and timed.
+ */
+export function httpMetricsMiddleware(req: any, res: ServerResponse, next: (err?: unknown) => void): void {
+	const startedAt = process.hrtime.bigint();
+	res.once("finish", () => {
+		const alias = req.$alias;
+		const route = alias ? `${req.$route?.path ?? ""}/${String(alias.path ?? "").replace(/^\//, "")}`.replace(/\/+$/, "") || "/" : "unmatched";
+		const method = String(req.method ?? "GET");
+		const status = String(res.statusCode);
+		httpMetrics.requests.inc({ method, route, status });
+		httpMetrics.duration.observe({ method, route, status_class: `${status[0]}xx` }, Number(process.hrtime.bigint() - startedAt) / 1e9);
+	});
+	next();
 }
 
 // ---- scrape-time gauges ----------------------------------------------------------------------

@@ -12,6 +12,7 @@ import { type Context, Errors, type Service, type ServiceSchema } from "molecule
 import { DataTypes, Op, type Transaction } from "sequelize";
 import { clampPaging } from "../../lib/catalog/query";
 import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
+import { recordPaymentDecline, recordRefund } from "../../lib/metrics";
 import type { PaymentEventData } from "../../lib/events";
 import { type Money, PaymentDeclinedError, type PaymentProvider, SimulatedProvider, brandOf } from "../../lib/payments/provider";
 import { PAYMENT_STATUSES, type PaymentStatus, assertMove, movableFrom, refundAmount } from "../../lib/payments/state";
@@ -122,6 +123,7 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 					} catch (err) {
 						// An unknown token (422) writes nothing; a decline is kept as a FAILED payment.
 						if (!(err instanceof PaymentDeclinedError)) throw err;
+						recordPaymentDecline(String(err.type));
 						Object.assign(row, { status: "FAILED", failure: err.type });
 						await this.transaction(async (t: Transaction) => {
 							await this.models.Payment.create(row, { transaction: t });
@@ -322,6 +324,7 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 		async providerRefund(this: Svc, p: any, amount: number) {
 			try {
 				await this.provider.refund(p.provider_ref, { amount, currency: p.currency });
+				recordRefund(amount, p.currency);
 			} catch (err) {
 				this.logger.error("Provider refused a recorded refund; needs an operator", { paymentId: p.id, orderId: p.order_id, amount, error: (err as Error).message });
 				throw err;

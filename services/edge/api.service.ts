@@ -11,6 +11,7 @@ import { config } from "../../config";
 import { type AuthRule, checkAccess } from "../../lib/access";
 import { UnauthorizedError } from "../../lib/errors";
 import { toErrorBody } from "../../lib/http-errors";
+import { httpMetricsMiddleware } from "../../lib/metrics";
 import { buildOpenApi, renderDocsPage } from "../../lib/openapi";
 import { FixedWindowLimiter } from "../../lib/rate-limit";
 import { readiness } from "../../lib/readiness";
@@ -53,6 +54,8 @@ const ApiService: ServiceSchema = {
 		logRequest: "debug",
 		logResponse: "debug",
 		log4XXResponses: false,
+		// Every answer counted and timed by route pattern and status (lib/metrics.ts).
+		use: [httpMetricsMiddleware],
 		// The request id rides on every call and every log line of the request.
 		rootCallOptions(options: Record<string, unknown>, req: IncomingMessage, res: ServerResponse) {
 			const sent = req.headers["x-request-id"];
