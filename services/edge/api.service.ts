@@ -9,10 +9,11 @@ import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { config } from "../../config";
 import { type AuthRule, checkAccess } from "../../lib/access";
-import { UnauthorizedError } from "../../lib/errors";
+import { NotFoundError, UnauthorizedError } from "../../lib/errors";
 import { toErrorBody } from "../../lib/http-errors";
 import { httpMetricsMiddleware } from "../../lib/metrics";
-import { buildOpenApi, renderDocsPage } from "../../lib/openapi";
+import { locationFor } from "../../lib/api-contract";
+import { DOCS_CSP, buildOpenApi, docsAsset, renderDocsPage } from "../../lib/openapi";
 import { FixedWindowLimiter } from "../../lib/rate-limit";
 import { readiness } from "../../lib/readiness";
 import { verifyAccessToken } from "../../lib/tokens";
@@ -88,14 +89,16 @@ const ApiService: ServiceSchema = {
 					if (typeof key === "string") ctx.meta.idempotencyKey = key;
 					else if (key !== undefined) ctx.meta.idempotencyKey = "";
 				},
-				onAfterCall(this: any, ctx: Context<unknown, any>, _route: unknown, _req: Req, res: Res, data: unknown) {
+				onAfterCall(this: any, ctx: Context<unknown, any>, _route: unknown, req: Req, res: Res, data: unknown) {
 					if (ctx.meta.$statusCode === 204) return null;
+					// A 201 says where the created resource is (lib/api-contract.ts).
+					if (ctx.meta.$statusCode === 201 && !ctx.meta.$location && req.$action) ctx.meta.$location = locationFor(req.$action.name, data, (req as any).$params ?? {});
 					return data;
 				},
 			},
 			{
 				path: "/api",
-				aliases: { "GET /openapi.json": "api.openapi", "GET /docs": "api.docs" },
+				aliases: { "GET /openapi.json": "api.openapi", "GET /docs": "api.docs", "GET /docs/:file": "api.docsAsset" },
 				mappingPolicy: "restrict",
 				bodyParsers: false,
 			},
@@ -147,20 +150,41 @@ const ApiService: ServiceSchema = {
 		openapi: {
 			auth: "public",
 			handler(this: any) {
-				return buildOpenApi(PUBLIC_ROUTES, name => this.broker.registry.getActionList({ skipInternal: true, withEndpoints: false }).find((a: any) => a.name === name)?.action);
+				return this.contractDocument();
 			},
 		},
 
+		/** Swagger UI over /api/openapi.json (lib/openapi.ts). */
 		docs: {
 			auth: "public",
 			handler(this: any, ctx: Context<unknown, any>) {
 				ctx.meta.$responseType = "text/html; charset=utf-8";
-				return renderDocsPage(buildOpenApi(PUBLIC_ROUTES, () => undefined));
+				ctx.meta.$responseHeaders = { "Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff" };
+				return renderDocsPage(this.contractDocument());
+			},
+		},
+
+		/** The docs page's scripts and styles, from the swagger-ui-dist package (a fixed list of names). */
+		docsAsset: {
+			auth: "public",
+			params: { file: "string|max:64" },
+			handler(this: any, ctx: Context<{ file: string }, any>) {
+				const asset = docsAsset(ctx.params.file);
+				if (!asset) throw new NotFoundError("Docs asset", "NOT_FOUND");
+				ctx.meta.$responseType = asset.type;
+				ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff" };
+				return asset.body;
 			},
 		},
 	},
 
 	methods: {
+		/** The OpenAPI document, from the route table and the actions' definitions in the registry. */
+		contractDocument(this: any) {
+			const actions = new Map<string, any>(this.broker.registry.getActionList({ skipInternal: true, withEndpoints: false }).map((a: any) => [a.name, a.action]));
+			return buildOpenApi(PUBLIC_ROUTES, name => actions.get(name));
+		},
+
 		/** Verifies the bearer token locally (signature, algorithm, expiry, issuer, audience), then asks `auth` whether its session is still alive. */
 		async authenticate(this: any, ctx: Context<unknown, any>, _route: unknown, req: Req) {
 			const header = req.headers.authorization;
