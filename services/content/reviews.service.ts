@@ -8,10 +8,11 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, type Transaction } from "sequelize";
 import { AccessMixin, callerOf } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
-import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
+import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
 import type { DomainEvent } from "../../lib/events";
 import { ConflictError, ForbiddenError, NotFoundError } from "../../lib/errors";
+import { clampPaging } from "../../lib/catalog/query";
 import { addRating, moderate } from "../../lib/reviews/moderation";
 
 const migrations: Migration[] = [
@@ -48,6 +49,13 @@ const migrations: Migration[] = [
 	},
 	...outboxMigrations,
 	...inboxMigrations,
+	{
+		// The moderation queue reads reviews by status, oldest first.
+		name: "i11-001-reviews-status-index",
+		async up(qi) {
+			await qi.addIndex("reviews", ["status", "created_at"], { name: "reviews_status_created" });
+		},
+	},
 ];
 
 type Svc = Service & DbMethods & OutboxMethods & { [k: string]: any };
@@ -151,6 +159,22 @@ const ReviewsService: ServiceSchema<any, any, any, Svc> = {
 				}
 				ctx.meta.$statusCode = 201;
 				return { id: review.id, status: review.status };
+			},
+		},
+
+		/** The moderation queue (API.md `GET /admin/reviews?status=`): reviews in one status, oldest first, with their product. */
+		moderationQueue: {
+			auth: "admin",
+			roles: ["support"],
+			params: {
+				status: { type: "enum", values: ["PENDING", "PUBLISHED", "REJECTED"], default: "PENDING" },
+				page: "number|integer|min:1|max:100000|convert|optional",
+				pageSize: "number|integer|min:1|max:100|convert|optional",
+			},
+			async handler(this: Svc, ctx: Context<{ status: string; page?: number; pageSize?: number }>) {
+				const { page, pageSize, offset } = clampPaging(ctx.params.page, ctx.params.pageSize);
+				const { rows, count } = await this.models.Review.findAndCountAll({ where: { status: ctx.params.status }, order: [["created_at", "ASC"], ["id", "ASC"]], limit: pageSize, offset, raw: true });
+				return { items: rows.map((r: any) => ({ ...publicReview(r), status: r.status, productId: r.product_id, moderationReasons: jsonColumn<string[]>(r.moderation_reasons, []) })), total: count, page, pageSize };
 			},
 		},
 

@@ -26,6 +26,7 @@ export const PUBLIC_ROUTES: Record<string, string> = {
 	"GET /search/suggest": "search.suggest",
 	"GET /products/:id/reviews": "reviews.list",
 	"POST /products/:id/reviews": "reviews.submit",
+	"GET /admin/reviews": "reviews.moderationQueue",
 	"POST /admin/reviews/:id/approve": "reviews.approve",
 	"POST /admin/reviews/:id/reject": "reviews.reject",
 

@@ -141,9 +141,22 @@ describe("reviews", () => {
 		expect((await http("GET", `/api/v1/products/${productId}/reviews`)).body.total).toBe(1);
 
 		const admin = (await http("POST", "/api/v1/auth/login", { body: TEST_ADMIN })).body.accessToken;
+		// Support finds it in the moderation queue (API.md GET /admin/reviews?status=PENDING).
+		expect((await http("GET", "/api/v1/admin/reviews?status=PENDING", { token: other.accessToken })).status).toBe(403);
+		const queue = await http("GET", "/api/v1/admin/reviews?status=PENDING", { token: admin });
+		expect(queue.status).toBe(200);
+		expect(queue.body).toEqual({
+			items: [expect.objectContaining({ id: held.body.id, status: "PENDING", productId, rating: 1, title: "Bad", moderationReasons: expect.arrayContaining([expect.any(String)]) })],
+			total: 1,
+			page: 1,
+			pageSize: 20,
+		});
+		expect((await http("GET", "/api/v1/admin/reviews?status=HIDDEN", { token: admin })).status).toBe(422);
 		expect((await http("POST", `/api/v1/admin/reviews/${held.body.id}/approve`, { token: other.accessToken })).status).toBe(403);
 		expect((await http("POST", `/api/v1/admin/reviews/${held.body.id}/approve`, { token: admin })).status).toBe(200);
 		expect((await http("POST", `/api/v1/admin/reviews/${held.body.id}/reject`, { token: admin })).body.type).toBe("NOT_PENDING");
+		expect((await http("GET", "/api/v1/admin/reviews", { token: admin })).body.total).toBe(0);
+		expect((await http("GET", "/api/v1/admin/reviews?status=PUBLISHED", { token: admin })).body.items.map((r: any) => r.id)).toContain(held.body.id);
 		expect((await http("GET", `/api/v1/products/${productId}/reviews`)).body.total).toBe(2);
 		await eventually(() => http("GET", `/api/v1/products/${productId}`), r => r.body.rating?.count === 2);
 	});
