@@ -12,6 +12,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { ServiceBroker } from "moleculer";
 import { ConfigError, config } from "../config";
+import { patchReplArgumentParser } from "../lib/repl/call-arguments";
 import { brokerOptions } from "../moleculer.config";
 
 export interface ReplCommand {
@@ -103,6 +104,8 @@ async function main(): Promise<void> {
 		}),
 	);
 	for (const p of problems) broker.logger.warn(`REPL commands not loaded from ${p}`);
+	// `call catalog.list --sort -price`: a dash value is a value (lib/repl/call-arguments.ts).
+	patchReplArgumentParser();
 	await broker.start();
 	// Give the other nodes' INFO packets a moment so `nodes` shows the cluster at once.
 	await waitForPeers(broker, 2000);

@@ -112,9 +112,9 @@ const ApiService: ServiceSchema = {
 		onError(this: any, req: Req, res: Res, err: any) {
 			const body = toErrorBody(err);
 			const requestId = String(res.getHeader("X-Request-Id") ?? "");
-			if (body.code >= 500) {
-				this.logger.error(`${req.method} ${req.url} failed`, { requestId, err: err?.message, type: err?.type, stack: err?.stack });
-			}
+			// A 503 is a dependency not there (yet): expected while a cluster starts, one line without a stack.
+			if (body.code === 503) this.logger.warn(`${req.method} ${req.url} answered 503 ${body.type}: ${body.message}`, { requestId });
+			else if (body.code >= 500) this.logger.error(`${req.method} ${req.url} failed`, { requestId, err: err?.message, type: err?.type, stack: err?.stack });
 			const headers: Record<string, string> = {};
 			if (body.code === 503 || body.code === 429) headers["Retry-After"] = String(err?.retryAfter ?? (body.code === 503 ? 2 : 1));
 			sendJson(res, body.code, body, headers);

@@ -36,3 +36,15 @@ describe("REPL custom commands", () => {
 		expect(loadCustomCommands(join(tmpdir(), "no-such-dir-mc-repl"))).toEqual({ commands: [], problems: [] });
 	});
 });
+
+describe("REPL call arguments", () => {
+	it("reads `--sort -price` as the value -price, not as short flags", () => {
+		const { joinDashValues, patchReplArgumentParser } = require("../../../lib/repl/call-arguments") as typeof import("../../../lib/repl/call-arguments");
+		expect(joinDashValues(["--sort", "-price", "--page", "2"])).toEqual(["--sort=-price", "--page", "2"]);
+		expect(joinDashValues(["--flag", "--other", "x"])).toEqual(["--flag", "--other", "x"]);
+		patchReplArgumentParser();
+		// The parser moleculer-repl's `call` command uses, after the patch.
+		const { parser } = require("moleculer-repl/src/args-parser") as { parser: (a: string[]) => Record<string, unknown> };
+		expect(parser(["--sort", "-price", "--pageSize", "5", "--n", "-3"])).toEqual({ sort: "-price", pageSize: 5, n: -3 });
+	});
+});
