@@ -243,6 +243,26 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 			},
 		},
 
+		/**
+		 * An operator's view of one order (the REPL's `order <id|number>`): the order as `get` gives it,
+		 * found by id or number, and every saga run for it with its log. Admins and the system only.
+		 */
+		timeline: {
+			auth: "admin",
+			params: { ref: "string|min:1|max:36" },
+			async handler(this: Svc, ctx: Context<{ ref: string }, Meta>) {
+				const { Order } = this.models;
+				const o: any = (await Order.findOne({ where: { number: ctx.params.ref }, raw: true })) ?? (await Order.findByPk(ctx.params.ref, { raw: true }));
+				if (!o) throw new NotFoundError("Order", "ORDER_NOT_FOUND");
+				const order = await ctx.call("orders.get", { id: o.id }, { nodeID: this.broker.nodeID });
+				// Sagas keep the order id in their data (checkout, cancel): JSON read per dialect.
+				const orderIdOf = this.sequelize.getDialect() === "postgres" ? "data->>'orderId'" : "json_extract(data, '$.orderId')";
+				const instances: any[] = await this.sequelize.query(`SELECT id, name, status, step, failure, created_at, updated_at FROM saga_instances WHERE ${orderIdOf} = :orderId ORDER BY created_at`, { replacements: { orderId: o.id }, type: "SELECT" });
+				const sagas = await Promise.all(instances.map(async i => ({ id: i.id, name: i.name, status: i.status, failure: jsonColumn(i.failure, null), createdAt: new Date(i.created_at).toISOString(), log: ((await ctx.call("orders.sagaLog", { id: i.id }, { nodeID: this.broker.nodeID })) as any).log })));
+				return { order: { ...(order as object), customerId: o.customer_id }, sagas };
+			},
+		},
+
 		markShipped: {
 			params: { orderId: "string|max:36" },
 			handler(this: Svc, ctx: Context<{ orderId: string }>) {
