@@ -42,11 +42,14 @@ it("shows an order's status history, saga log, payment, fulfillment and shipment
 	expect(order.status).toBe("CONFIRMED");
 	const [f]: any[] = await broker.call("fulfillment.byOrder", { orderId: order.id });
 	for (const verb of ["pick", "pack", "ship"]) await broker.call(`fulfillment.${verb}`, { id: f.id }, ops);
+	// The order learns of the shipment from the fulfillment's event.
+	for (let i = 0; i < 100 && ((await broker.call("orders.get", { id: order.id }, ops)) as any).status !== "SHIPPED"; i++) await new Promise(r => setTimeout(r, 50));
 
 	const view = await run(order.number);
 	expect(view).toContain(`Order ${order.number} (${order.id}): `);
 	expect(view).toMatch(/order\s+status PENDING/);
 	expect(view).toMatch(/order\s+status CONFIRMED/);
+	expect(view).toMatch(/order\s+status SHIPPED/);
 	for (const step of ["authorize", "reserve", "fulfill", "capture", "commit"]) expect(view).toMatch(new RegExp(`saga checkout \\S+\\s+${step} forward DONE`));
 	expect(view).toMatch(/Payments\n.*\n.*\n\S+\s+CAPTURED/);
 	expect(view).toMatch(new RegExp(`Fulfillments\\n.*\\n.*\\n${f.id}\\s+SHIPPED\\s+\\S+`));
