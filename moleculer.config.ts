@@ -5,6 +5,7 @@ import { hostname } from "node:os";
 import type { BrokerOptions, Errors as ErrorsNS } from "moleculer";
 import { Errors } from "moleculer";
 import { config } from "./config";
+import { RemoteCallDeadlineMiddleware } from "./lib/graceful";
 import { BusinessMetricsMiddleware, CombinedPrometheusReporter, collectProcessMetrics } from "./lib/metrics";
 import { natsAuthOptions, natsServers } from "./lib/nats-options";
 import { RequestContextMiddleware, currentRequestId } from "./lib/request-context";
@@ -96,8 +97,9 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
 			: false,
 		// Spans go to a Zipkin v2 collector (Jaeger takes them on 9411) when ZIPKIN_URL is set.
 		tracing: c.ZIPKIN_URL ? tracingOptions({ type: "Zipkin", options: { baseURL: c.ZIPKIN_URL, interval: 5, defaultTags: { namespace: c.NAMESPACE || "default" } } }) : false,
-		// Request ids in every log line; checkout latency and outcome (lib/metrics.ts).
-		middlewares: [RequestContextMiddleware, BusinessMetricsMiddleware],
+		// Request ids in every log line; checkout latency and outcome (lib/metrics.ts); a timed-out
+		// remote call releases its context, so a stop never waits for calls nobody awaits (lib/graceful.ts).
+		middlewares: [RequestContextMiddleware, BusinessMetricsMiddleware, RemoteCallDeadlineMiddleware],
 		...overrides,
 	};
 	return options;

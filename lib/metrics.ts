@@ -21,6 +21,7 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { AddressInfo } from "node:net";
 import { MetricReporters, type Middleware, type ServiceBroker } from "moleculer";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { runningContexts } from "./graceful";
 import { readiness } from "./readiness";
 
 export const promRegistry = new Registry();
@@ -75,6 +76,7 @@ export function recordRefund(amount: number, currency: string): void {
 /** Gauges refreshed at scrape time (see `refreshScrapeGauges`). */
 export const stateGauges = {
 	nodeReady: gauge("node_ready", "1 when this node answers /health/ready with 200, else 0"),
+	runningContexts: gauge("node_running_contexts", "Calls this node is running or waiting for (Moleculer's tracked contexts): what a stop waits for; 0 when idle"),
 	sagas: gauge("saga_instances", "Sagas by name and status, in the owning service's database (every replica reports the same: use max)", ["service", "saga", "status"]),
 	ordersByStatus: gauge("orders_by_status", "Orders by status and failure reason, in the orders database (use max over replicas)", ["status", "reason"]),
 	outboxEvents: gauge("outbox_events", "Outbox rows by producing service and state (PENDING, DEAD, PUBLISHED)", ["service", "state"]),
@@ -155,6 +157,7 @@ export async function refreshScrapeGauges(broker: ServiceBroker): Promise<void> 
 			stateGauges.nodeReady.set((await readiness(broker)).status === "ok" ? 1 : 0);
 		}),
 	);
+	stateGauges.runningContexts.set(runningContexts(broker));
 	for (const s of services) {
 		const pool = s.sequelize?.connectionManager?.pool;
 		if (pool) {

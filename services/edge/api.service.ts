@@ -11,6 +11,7 @@ import { config } from "../../config";
 import { type AuthRule, checkAccess } from "../../lib/access";
 import { NotFoundError, UnauthorizedError } from "../../lib/errors";
 import { toErrorBody } from "../../lib/http-errors";
+import { drainMiddleware } from "../../lib/graceful";
 import { httpMetricsMiddleware } from "../../lib/metrics";
 import { locationFor } from "../../lib/api-contract";
 import { DOCS_CSP, buildOpenApi, docsAsset, renderDocsPage } from "../../lib/openapi";
@@ -55,8 +56,9 @@ const ApiService: ServiceSchema = {
 		logRequest: "debug",
 		logResponse: "debug",
 		log4XXResponses: false,
-		// Every answer counted and timed by route pattern and status (lib/metrics.ts).
-		use: [httpMetricsMiddleware],
+		// Nothing new once the node stops (lib/graceful.ts); every answer counted and timed by route
+		// pattern and status (lib/metrics.ts).
+		use: [drainMiddleware, httpMetricsMiddleware],
 		// The request id rides on every call and every log line of the request.
 		rootCallOptions(options: Record<string, unknown>, req: IncomingMessage, res: ServerResponse) {
 			const sent = req.headers["x-request-id"];
