@@ -115,8 +115,9 @@ const ApiService: ServiceSchema = {
 			const body = toErrorBody(err);
 			const requestId = String(res.getHeader("X-Request-Id") ?? "");
 			// A 503 is a dependency not there (yet): expected while a cluster starts, one line without a stack.
-			if (body.code === 503) this.logger.warn(`${req.method} ${req.url} answered 503 ${body.type}: ${body.message}`, { requestId });
-			else if (body.code >= 500) this.logger.error(`${req.method} ${req.url} failed`, { requestId, err: err?.message, type: err?.type, stack: err?.stack });
+			const url = (req as { originalUrl?: string }).originalUrl ?? req.url;
+			if (body.code === 503) this.logger.warn(`${req.method} ${url} answered 503 ${body.type}: ${body.message}`, { requestId });
+			else if (body.code >= 500) this.logger.error(`${req.method} ${url} failed`, { requestId, err: err?.message, type: err?.type, stack: err?.stack });
 			const headers: Record<string, string> = {};
 			if (body.code === 503 || body.code === 429) headers["Retry-After"] = String(err?.retryAfter ?? (body.code === 503 ? 2 : 1));
 			sendJson(res, body.code, body, headers);
@@ -181,6 +182,11 @@ const ApiService: ServiceSchema = {
 	},
 
 	methods: {
+		/** Replaces moleculer-web's, which logs every non-4xx error as ERROR with its stack: `onError` logs (a 503 as one warning). */
+		errorHandler(this: any, req: Req, res: Res, err: unknown) {
+			this.sendError(req, res, err);
+		},
+
 		/** The OpenAPI document, from the route table and the actions' definitions in the registry. */
 		contractDocument(this: any) {
 			const actions = new Map<string, any>(this.broker.registry.getActionList({ skipInternal: true, withEndpoints: false }).map((a: any) => [a.name, a.action]));
