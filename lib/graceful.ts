@@ -19,7 +19,23 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { type Context, Errors, type Middleware, type ServiceBroker } from "moleculer";
 
-/** Moleculer middleware: a remote call's own promise settles by its timeout, so its context is released. */
+/** A little after the caller's own timeout, so the caller always gets the Timeout middleware's error first. */
+const RELEASE_GRACE_MS = 250;
+
+/**
+ * Ends a remote call nobody waits for any more. Only Moleculer's circuit breaker and context
+ * tracker (inside the Timeout middleware) ever see it: the caller already has its
+ * RequestTimeoutError. Its code 0 keeps it out of the breaker's count, which never saw these
+ * timeouts before either (whether timeouts should trip a breaker is the breaker's policy, not this).
+ */
+export class CallReleasedError extends Errors.MoleculerError {
+	constructor(action: string | undefined, nodeID: string | undefined) {
+		super(`Call to '${action}' on '${nodeID}' released after its timeout`, 0, "CALL_RELEASED", { action, nodeID });
+		this.name = "CallReleasedError";
+	}
+}
+
+/** Moleculer middleware: a remote call's own promise settles after its timeout, so its context is released. */
 export const RemoteCallDeadlineMiddleware: Middleware = {
 	name: "RemoteCallDeadline",
 	remoteAction(next: (ctx: Context) => Promise<unknown>, action: { name?: string }) {
@@ -32,8 +48,8 @@ export const RemoteCallDeadlineMiddleware: Middleware = {
 				timer = setTimeout(() => {
 					// The transit would keep waiting for an answer that is no longer awaited.
 					(ctx.broker as any).transit?.removePendingRequest?.(ctx.id);
-					reject(new Errors.RequestTimeoutError({ action: action.name, nodeID: ctx.nodeID }));
-				}, timeout);
+					reject(new CallReleasedError(action.name, ctx.nodeID ?? undefined));
+				}, timeout + RELEASE_GRACE_MS);
 				timer.unref();
 			});
 			return Promise.race([p, deadline]).finally(() => clearTimeout(timer));

@@ -62,6 +62,8 @@ it("releases the context of a remote call that timed out, so an idle node tracks
 		const calls = Array.from({ length: 5 }, () => broker.call("catalog.categories", {}, { timeout: 300 }).catch((err: Error) => err.name));
 		expect(await Promise.all(calls)).toEqual(Array(5).fill("RequestTimeoutError"));
 		expect(hangs - before).toBe(5);
+		// Released a moment after the caller's timeout (lib/graceful.ts RELEASE_GRACE_MS).
+		for (let i = 0; i < 20 && runningContexts(broker) > 0; i++) await new Promise(r => setTimeout(r, 50));
 		expect(runningContexts(broker)).toBe(0);
 		expect((broker as any).transit.pendingRequests.size).toBe(0);
 		// Nothing left to wait for: the stop is immediate.
