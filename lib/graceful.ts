@@ -9,7 +9,7 @@
  *     stopped) the caller gets its RequestTimeoutError, but the inner promise — the pending
  *     request in the transit — never settles. The context stays tracked and the pending request
  *     stays in memory for ever; after fault runs idle nodes counted 45–85 of them and every stop
- *     waited the full timeout. `RemoteCallDeadline` ends the inner call at the same deadline.
+ *     waited the full timeout. `RemoteCallDeadline` forgets such a call once its caller gave up.
  *  2. A gateway that keeps taking requests. moleculer-web closes its server only after the
  *     broker has waited for the running contexts, so under load new requests keep arriving and
  *     the wait never ends. `drainGatewayOnStop` closes the listening socket first, answers any
@@ -17,45 +17,41 @@
  *     asks in-flight answers to close their connection.
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
-import { type Context, Errors, type Middleware, type ServiceBroker } from "moleculer";
+import type { Context, Middleware, ServiceBroker } from "moleculer";
 
-/** A little after the caller's own timeout, so the caller always gets the Timeout middleware's error first. */
+/** A little after the caller's own timeout: the call is abandoned only once the caller has its answer. */
 const RELEASE_GRACE_MS = 250;
 
 /**
- * Ends a remote call nobody waits for any more. Only Moleculer's circuit breaker and context
- * tracker (inside the Timeout middleware) ever see it: the caller already has its
- * RequestTimeoutError. Its code 0 keeps it out of the breaker's count, which never saw these
- * timeouts before either (whether timeouts should trip a breaker is the breaker's policy, not this).
+ * Moleculer middleware: a remote call still unanswered a little after its timeout is abandoned —
+ * its pending request is dropped from the transit and its context from the tracked ones. Nothing
+ * is thrown: the caller already has its RequestTimeoutError from the Timeout middleware, and the
+ * circuit breaker (which sits inside that middleware too) sees exactly what it saw before.
  */
-export class CallReleasedError extends Errors.MoleculerError {
-	constructor(action: string | undefined, nodeID: string | undefined) {
-		super(`Call to '${action}' on '${nodeID}' released after its timeout`, 0, "CALL_RELEASED", { action, nodeID });
-		this.name = "CallReleasedError";
-	}
-}
-
-/** Moleculer middleware: a remote call's own promise settles after its timeout, so its context is released. */
 export const RemoteCallDeadlineMiddleware: Middleware = {
 	name: "RemoteCallDeadline",
-	remoteAction(next: (ctx: Context) => Promise<unknown>, action: { name?: string }) {
+	remoteAction(next: (ctx: Context) => Promise<unknown>) {
 		return (ctx: Context) => {
 			const p = next(ctx);
 			const timeout = Number(ctx.options?.timeout ?? 0);
 			if (!(timeout > 0)) return p;
-			let timer: NodeJS.Timeout | undefined;
-			const deadline = new Promise<never>((_, reject) => {
-				timer = setTimeout(() => {
-					// The transit would keep waiting for an answer that is no longer awaited.
-					(ctx.broker as any).transit?.removePendingRequest?.(ctx.id);
-					reject(new CallReleasedError(action.name, ctx.nodeID ?? undefined));
-				}, timeout + RELEASE_GRACE_MS);
-				timer.unref();
-			});
-			return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+			const timer = setTimeout(() => abandon(ctx), timeout + RELEASE_GRACE_MS);
+			timer.unref();
+			const done = () => clearTimeout(timer);
+			p.then(done, done);
+			return p;
 		};
 	},
 } as Middleware;
+
+/** Forgets a remote call: its pending request (so an answer arriving later is ignored) and its tracked context. */
+function abandon(ctx: Context): void {
+	const broker = ctx.broker as any;
+	broker.transit?.removePendingRequest?.(ctx.id);
+	const tracked: Context[] | undefined = (ctx.service as any)?._trackedContexts ?? broker._trackedContexts;
+	const i = tracked?.indexOf(ctx) ?? -1;
+	if (i >= 0) tracked!.splice(i, 1);
+}
 
 /** How many contexts this node still tracks (outgoing calls and local handlers): 0 when idle. */
 export function runningContexts(broker: ServiceBroker): number {
