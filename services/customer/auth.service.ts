@@ -160,6 +160,8 @@ const AuthService: ServiceSchema<any, any, any, Svc> = {
 					this.logger.warn("Registration rolled back: profile could not be created", { customerId: id, err: (err as Error).message });
 					throw err;
 				}
+				// Signing up is signing in: this address is one the account is known at.
+				if (ctx.meta.clientAddress) await this.models.KnownAddress.upsert({ key: addressKey(email, ctx.meta.clientAddress), last_success_at: new Date() });
 				const tokens = await this.openSession({ id, typ: "customer", roles: [] });
 				ctx.meta.$statusCode = 201;
 				return { customer, ...tokens };

@@ -80,8 +80,8 @@ const ApiService: ServiceSchema = {
 				use: [credentialLimiter((svc: any) => svc.authLimiter, trust, CREDENTIAL_MATCHERS), jsonBody({ limitBytes: parseByteSize(c.BODY_LIMIT), maxDepth: MAX_BODY_DEPTH })],
 				callOptions: {},
 				onBeforeCall(this: any, ctx: Context<unknown, any>, _route: unknown, req: Req) {
-					// The auth service throttles failed logins per account and per address it has seen succeed.
-					if (req.$action?.name === "auth.login") ctx.meta.clientAddress = clientAddress(req, trust);
+					// The auth service throttles failed logins per account, apart for addresses it has seen sign in.
+					if (req.$action?.name === "auth.login" || req.$action?.name === "auth.register") ctx.meta.clientAddress = clientAddress(req, trust);
 					const key = req.headers["idempotency-key"];
 					if (typeof key === "string") ctx.meta.idempotencyKey = key;
 					else if (key !== undefined) ctx.meta.idempotencyKey = "";
