@@ -3,8 +3,9 @@
  * too many failed logins, from whatever addresses). Pure: the auth service keeps the state in its
  * database and applies these rules with a conditional update.
  *
- * - The first FREE_FAILURES failures cost nothing; each one after that doubles a wait, starting
- *   at BASE_DELAY_MS, up to MAX_DELAY_MS. An attempt is counted before its password is checked
+ * - FREE_FAILURES failures in a row cost nothing more than the attempts; from then on the next
+ *   attempt must wait, BASE_DELAY_MS after the FREE_FAILURES-th failure and twice as long after
+ *   each further one, up to MAX_DELAY_MS. An attempt is counted before its password is checked
  *   (so parallel guesses cannot all slip through one open moment) and a success clears the count.
  * - While an account waits, attempts are refused with 429 and not counted: the wait never grows
  *   past MAX_DELAY_MS after the last counted failure, so a stranger hammering someone's account
