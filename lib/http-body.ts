@@ -11,7 +11,8 @@
  *   400 INVALID_CONTENT_ENCODING. The limit applies to the bytes received and to the bytes after
  *   decompression (413 PAYLOAD_TOO_LARGE), so no small body inflates into a large one.
  * - Text: strict UTF-8 (400 INVALID_UTF8 instead of silently replacing bytes).
- * - JSON as I-JSON (RFC 7493): well-formed (400 INVALID_JSON), no duplicate member names (400
+ * - JSON as I-JSON (RFC 7493): well-formed (400 INVALID_JSON), numbers that parse to what was sent
+ *   (422: not 1e400, which becomes Infinity, nor integers beyond 2^53), no duplicate member names (400
  *   DUPLICATE_JSON_KEY), nested at most `maxDepth` levels (400 JSON_TOO_DEEP: a deep body breaks
  *   serializers, tracers and transporters further on), an object at the top (422), and no
  *   `__proto__`/`constructor` member anywhere (422 VALIDATION_ERROR, as any unknown field; the
@@ -162,10 +163,22 @@ export function parseJsonBody(text: string, maxDepth: number): Record<string, un
 	if (text.trim() === "") return undefined;
 	checkJsonStructure(text, maxDepth);
 	let value: unknown;
+	let inexact: string | undefined;
+	// I-JSON (RFC 7493 §2.2): a number a double cannot hold (1e400 becomes Infinity, which a
+	// transporter then sends as null) or an integer it cannot hold exactly would be a different value
+	// from the one sent. The reviver sees each number with its source text (ES2025 JSON.parse source text access).
+	const reviver = (key: string, v: unknown, context?: { source?: string }) => {
+		if (typeof v === "number" && inexact === undefined && (!Number.isFinite(v) || (!Number.isSafeInteger(v) && /^-?\d+$/.test(context?.source ?? "")))) inexact = key;
+		return v;
+	};
 	try {
-		value = JSON.parse(text);
+		value = JSON.parse(text, reviver as (key: string, v: unknown) => unknown);
 	} catch {
 		throw new BadRequestError("Malformed JSON body", "INVALID_JSON");
+	}
+	if (inexact !== undefined) {
+		const field = inexact || "body";
+		throw new UnprocessableError(`${field} must be a number this API can hold exactly`, "VALIDATION_ERROR", [{ field, message: "must be a finite number, and an integer within ±9007199254740991" }]);
 	}
 	if (value === null || typeof value !== "object" || Array.isArray(value)) {
 		throw new UnprocessableError("The request body must be a JSON object", "VALIDATION_ERROR", [{ field: "body", message: "must be a JSON object" }]);

@@ -6,9 +6,10 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type TrustFunction, clientAddress } from "./client-address";
-import { TooManyRequestsError } from "./errors";
+import { TooManyRequestsError, UnprocessableError } from "./errors";
 import { type BodyOptions, readJsonBody } from "./http-body";
 import { type FixedWindowLimiter, authBucket } from "./rate-limit";
+import { FORBIDDEN_KEYS } from "./text";
 
 type Next = (err?: unknown) => void;
 type Req = IncomingMessage & { body?: unknown; parsedUrl?: string; $clientAddress?: string };
@@ -73,6 +74,26 @@ export function credentialLimiter<S>(limiterOf: (service: S) => FixedWindowLimit
 		res.setHeader("X-RateLimit-Limit", String(d.limit));
 		res.setHeader("X-RateLimit-Remaining", String(d.remaining));
 		next(d.allowed ? undefined : new TooManyRequestsError("Too many attempts from this address, slow down", d.resetInS));
+	};
+}
+
+/**
+ * Query keys that name a prototype (`?__proto__[x]=1`, `?constructor[prototype][y]=1`) are refused
+ * as unknown fields (422), as in bodies; the query-string parser would drop them silently, and a
+ * silently dropped parameter is a silent change.
+ */
+export function queryGuard(): Middleware {
+	return (req, _res, next) => {
+		const url = req.url ?? "";
+		const q = url.indexOf("?");
+		if (q < 0) return next();
+		for (const key of new URLSearchParams(url.slice(q + 1)).keys()) {
+			if (key.split(/[[\].]+/).some(segment => FORBIDDEN_KEYS.has(segment))) {
+				const field = key.slice(0, 100);
+				return next(new UnprocessableError(`Unknown field(s): ${field}`, "VALIDATION_ERROR", [{ field, message: `Unknown field(s): ${field}` }]));
+			}
+		}
+		next();
 	};
 }
 

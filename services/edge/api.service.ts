@@ -12,7 +12,7 @@ import { type AuthRule, checkAccess } from "../../lib/access";
 import { clientAddress, trustFunction } from "../../lib/client-address";
 import { TooManyRequestsError, UnauthorizedError, retryAfterOf } from "../../lib/errors";
 import { parseByteSize } from "../../lib/http-body";
-import { DOCS_CSP, credentialLimiter, jsonBody, optionsGuard, routeMatchers, setSecurityHeaders } from "../../lib/http-edge";
+import { DOCS_CSP, credentialLimiter, jsonBody, optionsGuard, queryGuard, routeMatchers, setSecurityHeaders } from "../../lib/http-edge";
 import { toErrorBody } from "../../lib/http-errors";
 import { buildOpenApi, renderDocsPage } from "../../lib/openapi";
 import { FixedWindowLimiter, authBucket, generalBucket } from "../../lib/rate-limit";
@@ -77,7 +77,7 @@ const ApiService: ServiceSchema = {
 				authorization: true,
 				// Our own reader (lib/http-body.ts), after the credential limiter so that unreadable bodies count.
 				bodyParsers: false,
-				use: [credentialLimiter((svc: any) => svc.authLimiter, trust, CREDENTIAL_MATCHERS), jsonBody({ limitBytes: parseByteSize(c.BODY_LIMIT), maxDepth: MAX_BODY_DEPTH })],
+				use: [queryGuard(), credentialLimiter((svc: any) => svc.authLimiter, trust, CREDENTIAL_MATCHERS), jsonBody({ limitBytes: parseByteSize(c.BODY_LIMIT), maxDepth: MAX_BODY_DEPTH })],
 				callOptions: {},
 				onBeforeCall(this: any, ctx: Context<unknown, any>, _route: unknown, req: Req) {
 					// The auth service throttles failed logins per account, apart for addresses it has seen sign in.

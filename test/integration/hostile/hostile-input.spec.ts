@@ -126,6 +126,16 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input on %s", db => {
 			}
 		});
 
+		it("refuses body numbers that would arrive as other values: 1e400 (Infinity, sent on as null) and integers beyond 2^53", async () => {
+			for (const value of ["1e400", "-1e400", "9007199254740993"]) {
+				const r = await send("PATCH", "/customers/me", { token: shopper.token, body: `{"firstName": ${value}}` });
+				expect([value, r.status, r.body.data]).toEqual([value, 422, [{ field: "firstName", message: expect.stringMatching(/finite/) }]]);
+				const q = await send("POST", "/cart/items", { token: shopper.token, body: `{"productId": "${P.id}", "quantity": ${value}}` });
+				expect([value, q.status, q.body.type]).toEqual([value, 422, "VALIDATION_ERROR"]);
+			}
+			expect((await send("GET", "/customers/me", { token: shopper.token })).body.firstName).not.toBeNull();
+		});
+
 		it("refuses numbers that are not numbers with 422", async () => {
 			for (const page of ["1e400", "NaN", "[1]", "1e2.5"]) {
 				const r = await send("GET", `/products/${P.id}/reviews?page=${page}`);
