@@ -113,23 +113,23 @@ const DATABASE_HEALTH_ERRORS = /^Sequelize(Connection\w*|HostNotFound|HostNotRea
  */
 export function countsAgainstHealth(err: any): boolean {
 	if (!err) return false;
-	const code = Number(err.code);
-	if (Number.isFinite(code) && code >= 400 && code < 500) return false;
 	if (err.name === "ValidationError" || err instanceof MoleculerClientError) return false;
 	if (/bad.?request/i.test(`${err.type ?? ""} ${err.name ?? ""}`)) return false;
 	if (err instanceof Errors.RequestTimeoutError || err.type === "REQUEST_TIMEOUT") return true;
+	// Moleculer's own retryable errors include a full bulkhead (QueueIsFullError, 429): overload is health.
 	if (err.retryable === true) return true;
+	const code = Number(err.code);
+	if (Number.isFinite(code) && code >= 400 && code < 500) return false;
 	return DATABASE_HEALTH_ERRORS.test(String(err.name ?? ""));
 }
 
 /**
  * The broker's retry policy `check`: retry what never took effect and says a retry is safe
- * (retryable: no node, bulkhead full, transporter down), never a timeout (the call may have taken
- * effect; only callers holding an idempotency key retry those) and never a client error.
+ * (retryable: no node, bulkhead full, transporter down — Moleculer marks these, some with 4xx
+ * codes), never a timeout (the call may have taken effect; only callers holding an idempotency
+ * key retry those) and never a client error of ours (MoleculerClientError is not retryable).
  */
 export function isSafeToRetry(err: any): boolean {
-	if (!err || err.retryable !== true) return false;
-	if (err instanceof Errors.RequestTimeoutError || err.type === "REQUEST_TIMEOUT") return false;
-	const code = Number(err.code);
-	return !(Number.isFinite(code) && code >= 400 && code < 500);
+	if (!err || err.retryable !== true || err instanceof MoleculerClientError) return false;
+	return !(err instanceof Errors.RequestTimeoutError || err.type === "REQUEST_TIMEOUT");
 }
