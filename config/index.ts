@@ -67,6 +67,9 @@ const schema = z.object({
 	RATE_LIMIT_WINDOW_MS: int(1000, 3_600_000).default(60_000),
 	RATE_LIMIT_MAX: int(1, 1_000_000).default(600),
 	AUTH_RATE_LIMIT_MAX: int(1, 100_000).default(10),
+	// Failed logins per account (lib/identity/login-throttle.ts): the first wait, doubling up to the longest.
+	LOGIN_THROTTLE_BASE_MS: int(10, 3_600_000).default(1000),
+	LOGIN_THROTTLE_MAX_MS: int(10, 86_400_000).default(300_000),
 	BODY_LIMIT: z.string().regex(/^\d+(kb|mb)$/).default("100kb"),
 
 	LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),

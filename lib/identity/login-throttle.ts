@@ -19,13 +19,23 @@
  */
 import { createHash } from "node:crypto";
 
-export const LOGIN_THROTTLE = {
+export interface ThrottlePolicy {
+	FREE_FAILURES: number;
+	/** LOGIN_THROTTLE_BASE_MS in the configuration. */
+	BASE_DELAY_MS: number;
+	/** LOGIN_THROTTLE_MAX_MS in the configuration. */
+	MAX_DELAY_MS: number;
+	RESET_AFTER_MS: number;
+	KNOWN_ADDRESS_DAYS: number;
+}
+
+export const LOGIN_THROTTLE: ThrottlePolicy = {
 	FREE_FAILURES: 5,
 	BASE_DELAY_MS: 1000,
 	MAX_DELAY_MS: 5 * 60_000,
 	RESET_AFTER_MS: 24 * 3600_000,
 	KNOWN_ADDRESS_DAYS: 30,
-} as const;
+};
 
 export interface ThrottleState {
 	failures: number;
@@ -38,15 +48,15 @@ export interface ThrottleState {
 export const FRESH: ThrottleState = { failures: 0, blockedUntil: 0, lastAt: 0 };
 
 /** The wait after `failures` counted failures, in ms. */
-export function delayAfter(failures: number): number {
-	const over = failures - LOGIN_THROTTLE.FREE_FAILURES;
+export function delayAfter(failures: number, policy: ThrottlePolicy = LOGIN_THROTTLE): number {
+	const over = failures - policy.FREE_FAILURES;
 	if (over < 0) return 0;
-	return Math.min(LOGIN_THROTTLE.MAX_DELAY_MS, LOGIN_THROTTLE.BASE_DELAY_MS * 2 ** Math.min(over, 30));
+	return Math.min(policy.MAX_DELAY_MS, policy.BASE_DELAY_MS * 2 ** Math.min(over, 30));
 }
 
 /** The state as it stands now (faded if old). */
-export function current(state: ThrottleState | undefined, now: number): ThrottleState {
-	if (!state || now - state.lastAt > LOGIN_THROTTLE.RESET_AFTER_MS) return FRESH;
+export function current(state: ThrottleState | undefined, now: number, policy: ThrottlePolicy = LOGIN_THROTTLE): ThrottleState {
+	if (!state || !(now - state.lastAt <= policy.RESET_AFTER_MS)) return FRESH;
 	return state;
 }
 
@@ -57,9 +67,9 @@ export function admit(state: ThrottleState, now: number): { allowed: true } | { 
 }
 
 /** The state once an admitted attempt is counted (as a failure until it proves otherwise). */
-export function countAttempt(state: ThrottleState, now: number): ThrottleState {
+export function countAttempt(state: ThrottleState, now: number, policy: ThrottlePolicy = LOGIN_THROTTLE): ThrottleState {
 	const failures = state.failures + 1;
-	const delay = delayAfter(failures);
+	const delay = delayAfter(failures, policy);
 	return { failures, blockedUntil: delay ? now + delay : 0, lastAt: now };
 }
 

@@ -8,7 +8,7 @@ import { DataTypes, Op, type Transaction } from "sequelize";
 import { config } from "../../config";
 import { ConflictError, TooManyRequestsError, UnauthorizedError } from "../../lib/errors";
 import { EMAIL_PARAM, normaliseEmail, parseEmail } from "../../lib/identity/email";
-import { LOGIN_THROTTLE, type ThrottleState, addressKey, admit, bucketKey, countAttempt, current } from "../../lib/identity/login-throttle";
+import { LOGIN_THROTTLE, type ThrottlePolicy, type ThrottleState, addressKey, admit, bucketKey, countAttempt, current } from "../../lib/identity/login-throttle";
 import { hashRefreshToken, newRefreshToken } from "../../lib/identity/refresh-tokens";
 import { PASSWORD_RULE, hashPassword, verifyPassword } from "../../lib/passwords";
 import { signAccessToken } from "../../lib/tokens";
@@ -281,13 +281,15 @@ const AuthService: ServiceSchema<any, any, any, Svc> = {
 		 * each count once and none passes a wait another one started.
 		 */
 		async claimAttempt(this: Svc, bucket: string): Promise<void> {
+			const c = config();
+			const policy: ThrottlePolicy = { ...LOGIN_THROTTLE, BASE_DELAY_MS: c.LOGIN_THROTTLE_BASE_MS, MAX_DELAY_MS: c.LOGIN_THROTTLE_MAX_MS };
 			for (let attempt = 0; attempt < 8; attempt++) {
 				const now = Date.now();
 				const row: any = await this.models.LoginThrottle.findByPk(bucket, { raw: true });
-				const state: ThrottleState = current(row ? { failures: row.failures, blockedUntil: row.blocked_until ? new Date(row.blocked_until).getTime() : 0, lastAt: new Date(row.last_at).getTime() } : undefined, now);
+				const state: ThrottleState = current(row ? { failures: row.failures, blockedUntil: row.blocked_until ? new Date(row.blocked_until).getTime() : 0, lastAt: new Date(row.last_at).getTime() } : undefined, now, policy);
 				const verdict = admit(state, now);
 				if (!verdict.allowed) throw new TooManyRequestsError("Too many failed logins for this account; try again later", verdict.retryAfterS, "LOGIN_THROTTLED");
-				const next = countAttempt(state, now);
+				const next = countAttempt(state, now, policy);
 				const values = { failures: next.failures, blocked_until: next.blockedUntil ? new Date(next.blockedUntil) : null, last_at: new Date(next.lastAt) };
 				if (!row) {
 					try {
@@ -298,7 +300,8 @@ const AuthService: ServiceSchema<any, any, any, Svc> = {
 						continue;
 					}
 				}
-				const [n] = await this.models.LoginThrottle.update(values, { where: { bucket, failures: row.failures, last_at: row.last_at } });
+				// Only if nobody counted an attempt since this one read the row.
+				const [n] = await this.models.LoginThrottle.update(values, { where: { bucket, failures: row.failures, last_at: new Date(row.last_at) } });
 				if (n) return;
 			}
 			throw new TooManyRequestsError("Too many concurrent logins for this account; try again", 1, "LOGIN_THROTTLED");
