@@ -69,7 +69,7 @@ describe("JSON bodies", () => {
 
 	it("parse back to the very value sent, whatever well-formed object it is", () => {
 		fc.assert(
-			fc.property(fc.dictionary(fc.string(), safeJson), obj => {
+			fc.property(fc.dictionary(fc.string().filter(k => k !== "__proto__" && k !== "constructor"), safeJson), obj => {
 				const text = JSON.stringify(obj);
 				expect(parseJsonBody(text, 16)).toEqual(JSON.parse(text));
 			}),
