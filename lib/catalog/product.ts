@@ -60,7 +60,7 @@ const productFields = {
 	brand: "string|trim|min:1|max:80",
 	categoryId: "string|min:1|max:64",
 	price: { type: "object", strict: true, props: { amount: UNIT_PRICE_RULE, currency: { type: "equal", value: "USD" } } },
-	attributes: { type: "record", key: "string|min:1|max:40", value: [{ type: "string", max: 200 }, { type: "number" }, { type: "boolean" }] },
+	attributes: { type: "record", key: "string|min:1|max:40", value: [{ type: "string", max: 200 }, { type: "number", min: -1e12, max: 1e12 }, { type: "boolean" }] },
 	images: { type: "array", items: "url|max:500", max: 20 },
 	weightGrams: "number|integer|min:1|max:100000",
 	status: { type: "enum", values: ["active", "draft"] },

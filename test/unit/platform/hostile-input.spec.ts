@@ -18,6 +18,7 @@ import { MAX_PAGE, clampPaging } from "../../../lib/paging";
 import { authBucket, generalBucket } from "../../../lib/rate-limit";
 import { hasInvisible, textProblem } from "../../../lib/text";
 import { StrictValidator, inspectParams } from "../../../lib/validator";
+import { useTestEnv } from "../../support/env";
 
 const codeOf = (fn: () => unknown) => {
 	try {
@@ -241,5 +242,28 @@ describe("errors", () => {
 		expect(toErrorBody(Object.assign(new Error("x"), { code: 409, type: "some.thing-else" }))).toMatchObject({ code: 409, type: "SOME_THING_ELSE" });
 		expect(toErrorBody(Object.assign(new Error("x"), { code: 429, type: "RATE_LIMITED", data: { retryAfter: 3 } }))).toEqual({ name: "RateLimitError", message: "x", code: 429, type: "RATE_LIMITED" });
 		expect(upperSnake("charset.unsupported")).toBe("CHARSET_UNSUPPORTED");
+	});
+});
+
+describe("the contract's numbers", () => {
+	it("have an upper bound in every public action, but for the paging that clamps", () => {
+		useTestEnv();
+		const { availableServices, loadServiceSchema } = require("../../../services") as typeof import("../../../services");
+		const unbounded: string[] = [];
+		const walk = (where: string, rule: any): void => {
+			if (Array.isArray(rule)) return rule.forEach(r => walk(where, r));
+			const r = typeof rule === "string" ? Object.fromEntries(rule.split("|").map((m, i) => (i === 0 ? ["type", m] : [m.split(":")[0], m.split(":")[1] ?? true]))) : rule;
+			if (r?.type === "number" && r.max === undefined && r.equal === undefined) unbounded.push(where);
+			if (r?.type === "object") for (const [k, v] of Object.entries(r.props ?? r.properties ?? {})) walk(`${where}.${k}`, v);
+			if (r?.type === "array" && r.items) walk(`${where}[]`, r.items);
+			if (r?.type === "record" && r.value) walk(`${where}{}`, r.value);
+		};
+		for (const name of availableServices()) {
+			for (const [action, def] of Object.entries<any>(loadServiceSchema(name).actions ?? {})) {
+				if (!def?.auth || !def.params) continue;
+				for (const [param, rule] of Object.entries(def.params)) if (param !== "page" && param !== "pageSize") walk(`${name}.${action}:${param}`, rule);
+			}
+		}
+		expect(unbounded).toEqual([]);
 	});
 });
