@@ -2,9 +2,9 @@
  * Broker options for every node, embedded or clustered. Each option is set on purpose.
  */
 import { hostname } from "node:os";
-import type { BrokerOptions, Errors as ErrorsNS } from "moleculer";
-import { Errors } from "moleculer";
+import type { BrokerOptions } from "moleculer";
 import { config } from "./config";
+import { countsAgainstHealth, isSafeToRetry } from "./lib/errors";
 import { RemoteCallDeadlineMiddleware } from "./lib/graceful";
 import { BusinessMetricsMiddleware, CombinedPrometheusReporter, collectProcessMetrics } from "./lib/metrics";
 import { natsAuthOptions, natsServers } from "./lib/nats-options";
@@ -47,28 +47,16 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
 		// steps (payments) set their own timeout per call.
 		requestTimeout: c.REQUEST_TIMEOUT_MS,
 		// Retry only what never reached a handler (no node, bulkhead full, transporter down) or
-		// says itself that a retry is safe. Timeouts are not retried here: the call may have taken
-		// effect, so only callers holding an idempotency key retry them.
-		retryPolicy: {
-			enabled: true,
-			retries: 2,
-			delay: 100,
-			maxDelay: 1000,
-			factor: 2,
-			check: (err: Error) =>
-				Boolean((err as ErrorsNS.MoleculerError).retryable) && !(err instanceof Errors.RequestTimeoutError),
-		},
-		// Trip a node's action when half its calls in a 60 s window fail with a server error or
-		// time out (after at least 10 calls); try one call again after 10 s. Must be enabled here:
+		// says itself that a retry is safe, never a client error (lib/errors.ts isSafeToRetry).
+		// Timeouts are not retried here: the call may have taken effect, so only callers holding an
+		// idempotency key retry them.
+		retryPolicy: { enabled: true, retries: 2, delay: 100, maxDelay: 1000, factor: 2, check: isSafeToRetry },
+		// Trip a node's action when half its calls in a 60 s window fail in a way that says the
+		// callee is unhealthy — timed out, overloaded, its database unreachable — after at least 10
+		// calls; try one call again after 10 s. Client errors and plain 500s never count, so no
+		// client can open it for everyone (lib/errors.ts countsAgainstHealth). Must be enabled here:
 		// the failure window only runs when the broker-level breaker is on.
-		circuitBreaker: {
-			enabled: true,
-			threshold: 0.5,
-			minRequestCount: 10,
-			windowTime: 60,
-			halfOpenTime: 10_000,
-			check: (err: Error) => ((err as ErrorsNS.MoleculerError).code ?? 500) >= 500 || err instanceof Errors.RequestTimeoutError,
-		},
+		circuitBreaker: { enabled: true, threshold: 0.5, minRequestCount: 10, windowTime: 60, halfOpenTime: 10_000, check: countsAgainstHealth },
 		// At most 64 concurrent calls per action on a node, 1000 queued; past that callers get a
 		// fast QueueIsFullError (retryable on another node) rather than unbounded latency.
 		bulkhead: { enabled: true, concurrency: 64, maxQueueSize: 1000 },

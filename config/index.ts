@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
+import { parseTrustProxy } from "../lib/client-address";
 
 const bool = z
 	.enum(["true", "false", "1", "0", "yes", "no"])
@@ -51,10 +52,24 @@ const schema = z.object({
 	ADMIN_PASSWORD: z.string().min(10, "must be at least 10 characters").optional(),
 
 	CORS_ORIGINS: list.default([]),
-	TRUST_PROXY: bool.default(false),
+	// false, a number of proxy hops in front of the gateway (true = 1), or a list of trusted proxy addresses/CIDRs (lib/client-address.ts).
+	TRUST_PROXY: z
+		.string()
+		.default("false")
+		.transform((v, ctx) => {
+			try {
+				return parseTrustProxy(v);
+			} catch {
+				ctx.addIssue({ code: "custom", message: "must be true, false, a number of hops or a list of addresses/CIDRs" });
+				return z.NEVER;
+			}
+		}),
 	RATE_LIMIT_WINDOW_MS: int(1000, 3_600_000).default(60_000),
 	RATE_LIMIT_MAX: int(1, 1_000_000).default(600),
 	AUTH_RATE_LIMIT_MAX: int(1, 100_000).default(10),
+	// Failed logins per account (lib/identity/login-throttle.ts): the first wait, doubling up to the longest.
+	LOGIN_THROTTLE_BASE_MS: int(10, 3_600_000).default(1000),
+	LOGIN_THROTTLE_MAX_MS: int(10, 86_400_000).default(300_000),
 	BODY_LIMIT: z.string().regex(/^\d+(kb|mb)$/).default("100kb"),
 
 	LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),

@@ -61,3 +61,75 @@ export class DependencyUnavailableError extends MoleculerRetryableError {
 		this.name = "DependencyUnavailableError";
 	}
 }
+
+/** 413: a body larger than the gateway takes (BODY_LIMIT), before or after decompression. */
+export class PayloadTooLargeError extends MoleculerClientError {
+	constructor(message = "Request body too large", type = "PAYLOAD_TOO_LARGE") {
+		super(message, 413, type);
+		this.name = "PayloadTooLargeError";
+	}
+}
+
+/** 415: a body in a media type, charset or content encoding the API does not take. */
+export class UnsupportedMediaTypeError extends MoleculerClientError {
+	constructor(message: string, type = "UNSUPPORTED_MEDIA_TYPE") {
+		super(message, 415, type);
+		this.name = "UnsupportedMediaTypeError";
+	}
+}
+
+/**
+ * 429 with the seconds after which trying again makes sense; `data.retryAfter` survives the
+ * transporter (custom properties do not), and the gateway turns it into `Retry-After`.
+ */
+export class TooManyRequestsError extends MoleculerClientError {
+	constructor(message: string, retryAfterS: number, type = "RATE_LIMITED") {
+		super(message, 429, type, { retryAfter: Math.max(1, Math.ceil(retryAfterS)) });
+		this.name = "RateLimitError";
+	}
+}
+
+/** The seconds a 429 asks a client to wait, wherever the error was raised. */
+export function retryAfterOf(err: any): number | undefined {
+	const v = err?.data?.retryAfter ?? err?.retryAfter;
+	return typeof v === "number" && Number.isFinite(v) && v > 0 ? Math.ceil(v) : undefined;
+}
+
+/**
+ * Sequelize's connection failures (ConnectionError and its subclasses: refused, timed out, host
+ * not found or unreachable, access denied, pool acquire timeout) and its lock timeout: the
+ * database, not the request, is at fault.
+ */
+const DATABASE_HEALTH_ERRORS = /^Sequelize(Connection\w*|HostNotFound|HostNotReachable|AccessDenied|InvalidConnection|ConnectionAcquireTimeout|Timeout)Error$/;
+
+/**
+ * The circuit breaker's `check` (moleculer.config.ts): does this failure say something about the
+ * callee's health? Only these count: a call that timed out, a callee that says itself that a
+ * retry elsewhere or later makes sense (MoleculerRetryableError: its bulkhead is full, a
+ * dependency of it is unavailable, the transporter failed) and a callee whose database cannot be
+ * reached. Never a client error (any 4xx, a validation error, anything named a bad request) and
+ * never a plain 500 — a bug triggered by one input says nothing about whether the next caller can
+ * be served, and counting it would let one client open the breaker for everyone (issue 9).
+ */
+export function countsAgainstHealth(err: any): boolean {
+	if (!err) return false;
+	if (err.name === "ValidationError" || err instanceof MoleculerClientError) return false;
+	if (/bad.?request/i.test(`${err.type ?? ""} ${err.name ?? ""}`)) return false;
+	if (err instanceof Errors.RequestTimeoutError || err.type === "REQUEST_TIMEOUT") return true;
+	// Moleculer's own retryable errors include a full bulkhead (QueueIsFullError, 429): overload is health.
+	if (err.retryable === true) return true;
+	const code = Number(err.code);
+	if (Number.isFinite(code) && code >= 400 && code < 500) return false;
+	return DATABASE_HEALTH_ERRORS.test(String(err.name ?? ""));
+}
+
+/**
+ * The broker's retry policy `check`: retry what never took effect and says a retry is safe
+ * (retryable: no node, bulkhead full, transporter down — Moleculer marks these, some with 4xx
+ * codes), never a timeout (the call may have taken effect; only callers holding an idempotency
+ * key retry those) and never a client error of ours (MoleculerClientError is not retryable).
+ */
+export function isSafeToRetry(err: any): boolean {
+	if (!err || err.retryable !== true || err instanceof MoleculerClientError) return false;
+	return !(err instanceof Errors.RequestTimeoutError || err.type === "REQUEST_TIMEOUT");
+}

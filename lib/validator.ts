@@ -1,14 +1,103 @@
 /**
- * fastest-validator with strict objects by default: parameters an action does not declare are
- * refused (422), so no caller can assign fields it was not meant to (no mass assignment).
+ * The broker's parameter validator: fastest-validator with strict objects by default, behind a
+ * scan of everything a caller sends that no schema can forget.
+ *
+ * - Strict objects: parameters an action does not declare are refused (422), so no caller can
+ *   assign fields it was not meant to (no mass assignment). A public action (one that declares
+ *   `auth`) without a `params` schema takes no parameters at all.
+ * - Before the schema runs, every string anywhere in the params (path, query and body all arrive
+ *   here through the gateway) is checked for control characters and lone surrogates
+ *   (lib/text.ts), every key for `__proto__`/`constructor`, the objects for plain prototypes and
+ *   the nesting for depth. A refusal is the validator's own 422 (`ValidationError`, type
+ *   VALIDATION_ERROR, `data: [{ field, message }]`), raised before the handler and so before any
+ *   database sees the value.
  */
 import { Validators } from "moleculer";
+import { FORBIDDEN_KEYS, textProblem } from "./text";
 
 const Fastest = Validators.Fastest as any;
+
+/** Deeper than this is refused; the gateway's body parser allows less (lib/http-body.ts). */
+export const MAX_PARAM_DEPTH = 32;
+
+export interface ParamProblem {
+	type: string;
+	field: string;
+	message: string;
+}
+
+const join = (path: string, key: string | number) => (typeof key === "number" ? `${path}[${key}]` : path ? `${path}.${key}` : key);
+
+/**
+ * Problems of a params object that hold whatever the schema says: forbidden keys, unreadable
+ * text, foreign prototypes, excessive depth. Empty when there are none. Iterative, so a hostile
+ * depth cannot exhaust the stack.
+ */
+export function inspectParams(params: unknown): ParamProblem[] {
+	const problems: ParamProblem[] = [];
+	const stack: { value: unknown; path: string; depth: number }[] = [{ value: params, path: "", depth: 0 }];
+	while (stack.length && problems.length < 20) {
+		const { value, path, depth } = stack.pop()!;
+		if (typeof value === "string") {
+			const problem = textProblem(value);
+			if (problem) problems.push({ type: "stringText", field: path || "params", message: `${path || "params"} ${problem}` });
+			continue;
+		}
+		if (value === null || typeof value !== "object") continue;
+		if (depth >= MAX_PARAM_DEPTH) {
+			problems.push({ type: "objectDepth", field: path, message: `${path || "params"} is nested more than ${MAX_PARAM_DEPTH} levels deep` });
+			continue;
+		}
+		if (Array.isArray(value)) {
+			value.forEach((v, i) => stack.push({ value: v, path: join(path, i), depth: depth + 1 }));
+			continue;
+		}
+		const proto = Object.getPrototypeOf(value);
+		// Dates and buffers travel in internal calls; anything else with its own prototype was merged from somewhere it should not have been.
+		if (proto !== Object.prototype && proto !== null && !(value instanceof Date) && !Buffer.isBuffer(value)) {
+			problems.push({ type: "objectPrototype", field: path || "params", message: `${path || "params"} is not a plain object` });
+			continue;
+		}
+		for (const key of Object.keys(value)) {
+			const field = join(path, key);
+			if (FORBIDDEN_KEYS.has(key)) {
+				problems.push({ type: "objectStrict", field, message: `Unknown field(s): ${field}` });
+				continue;
+			}
+			const keyProblem = textProblem(key);
+			if (keyProblem) {
+				problems.push({ type: "stringText", field: path || "params", message: `a field name ${keyProblem}` });
+				continue;
+			}
+			stack.push({ value: (value as Record<string, unknown>)[key], path: field, depth: depth + 1 });
+		}
+	}
+	return problems;
+}
 
 export class StrictValidator extends Fastest {
 	compile(schema: Record<string, unknown>) {
 		const strict = schema.$$root || "$$strict" in schema ? schema : { $$strict: true, ...schema };
-		return super.compile(strict);
+		const check = super.compile(strict);
+		const guarded = (params: unknown, opts?: unknown) => {
+			const problems = inspectParams(params);
+			if (problems.length) return check.async ? Promise.resolve(problems) : problems;
+			return check(params, opts);
+		};
+		guarded.async = check.async;
+		return guarded;
+	}
+
+	/** Public actions without a schema take no parameters (strict `{}`); the rest as Moleculer does. */
+	middleware(broker: unknown) {
+		const base = super.middleware(broker);
+		const localAction = base.localAction;
+		return {
+			...base,
+			localAction(this: unknown, handler: unknown, action: Record<string, any>) {
+				const params = action.params ?? (action.auth !== undefined ? {} : undefined);
+				return localAction.call(this, handler, params === action.params ? action : { ...action, params });
+			},
+		};
 	}
 }

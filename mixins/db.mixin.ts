@@ -13,8 +13,10 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import DbService from "moleculer-db";
 import SequelizeAdapter from "moleculer-db-adapter-sequelize";
 import { DataTypes, Model, type ModelStatic, type QueryInterface, Sequelize, Transaction } from "sequelize";
+import pg from "pg";
 import { SequelizeStorage, Umzug } from "umzug";
 import { config } from "../config";
+import { installSafeInt8Parser } from "../lib/money";
 
 export interface Migration {
 	name: string;
@@ -73,6 +75,8 @@ export async function openDatabase(name: string): Promise<Sequelize> {
 	const target = databaseTarget(name);
 	const c = config();
 	if (target.dialect === "postgres") {
+		// Money columns are BIGINT: back as exact numbers, not as text (lib/money.ts).
+		installSafeInt8Parser(pg);
 		await createPostgresDatabaseIfMissing(target.url, target.database);
 		return new Sequelize(target.url, {
 			dialect: "postgres",

@@ -4,6 +4,7 @@
  */
 import { UnprocessableError } from "../errors";
 import type { ProductSnapshot } from "../events";
+import { UNIT_PRICE_RULE } from "../money";
 
 /** A products row with its JSON columns already parsed. */
 export interface ProductRecord {
@@ -34,11 +35,21 @@ export interface ProductInput {
 	price: { amount: number; currency: string };
 	attributes?: Record<string, string | number | boolean>;
 	images?: string[];
-	weightGrams: number;
+	/** Defaults to DEFAULT_WEIGHT_GRAMS (API.md). */
+	weightGrams?: number;
 	status?: "active" | "draft";
 }
 
-export const SKU_PATTERN = /^[A-Z0-9][A-Z0-9-]{2,40}$/;
+/**
+ * API.md: a SKU is 1–64 letters, digits, `.`, `_`, `/` or `-` (real catalogues use lower case,
+ * dots, underscores and slashes), unique regardless of case (the catalog's unique index on
+ * lower(sku) decides: 409 SKU_TAKEN). In a path (`/admin/inventory/:sku`) a `/` is sent as %2F.
+ */
+export const SKU_PATTERN = /^[A-Za-z0-9._/-]{1,64}$/;
+/** The fastest-validator rule of a SKU, for every service that takes one. */
+export const SKU_RULE = { type: "string", pattern: SKU_PATTERN, messages: { stringPattern: "sku must be 1-64 letters, digits, '.', '_', '/' or '-'" } };
+/** API.md: a product created without `weightGrams` weighs this much. */
+export const DEFAULT_WEIGHT_GRAMS = 500;
 /** "A small flat object": scalar values only, and not too many of them. */
 export const MAX_ATTRIBUTES = 30;
 
@@ -48,8 +59,8 @@ const productFields = {
 	description: "string|max:5000",
 	brand: "string|trim|min:1|max:80",
 	categoryId: "string|min:1|max:64",
-	price: { type: "object", strict: true, props: { amount: "number|integer|min:0|max:100000000", currency: { type: "equal", value: "USD" } } },
-	attributes: { type: "record", key: "string|min:1|max:40", value: [{ type: "string", max: 200 }, { type: "number" }, { type: "boolean" }] },
+	price: { type: "object", strict: true, props: { amount: UNIT_PRICE_RULE, currency: { type: "equal", value: "USD" } } },
+	attributes: { type: "record", key: "string|min:1|max:40", value: [{ type: "string", max: 200 }, { type: "number", min: -1e12, max: 1e12 }, { type: "boolean" }] },
 	images: { type: "array", items: "url|max:500", max: 20 },
 	weightGrams: "number|integer|min:1|max:100000",
 	status: { type: "enum", values: ["active", "draft"] },
@@ -59,9 +70,9 @@ const optional = (rules: Record<string, unknown>) =>
 	Object.fromEntries(Object.entries(rules).map(([k, r]) => [k, typeof r === "string" ? `${r}|optional` : { ...(r as object), optional: true }]));
 
 export const createParams = {
-	sku: { type: "string", pattern: SKU_PATTERN },
+	sku: SKU_RULE,
 	...productFields,
-	...optional({ description: productFields.description, attributes: productFields.attributes, images: productFields.images, status: productFields.status }),
+	...optional({ description: productFields.description, attributes: productFields.attributes, images: productFields.images, weightGrams: productFields.weightGrams, status: productFields.status }),
 };
 
 /** PATCH: the same fields except the SKU, all optional. */
@@ -86,7 +97,7 @@ export function newProductRecord(input: ProductInput, id: string, now: Date): Pr
 		currency: input.price.currency,
 		attributes: input.attributes ?? {},
 		images: input.images ?? [],
-		weight_grams: input.weightGrams,
+		weight_grams: input.weightGrams ?? DEFAULT_WEIGHT_GRAMS,
 		status: input.status ?? "active",
 		rating_average: null,
 		rating_count: 0,

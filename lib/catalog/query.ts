@@ -3,15 +3,10 @@
  */
 import { UnprocessableError } from "../errors";
 
+export { clampPaging } from "../paging";
+
 export const PRODUCT_SORTS = ["price", "-price", "name", "-name", "createdAt", "-createdAt"] as const;
 export type ProductSort = (typeof PRODUCT_SORTS)[number];
-
-/** pageSize is clamped to 1..100 and page to at least 1 (API.md), never refused. */
-export function clampPaging(page?: number, pageSize?: number, defaultSize = 20): { page: number; pageSize: number; offset: number } {
-	const p = Math.min(Math.max(1, Math.trunc(page ?? 1)), 1_000_000);
-	const size = Math.min(Math.max(1, Math.trunc(pageSize ?? defaultSize)), 100);
-	return { page: p, pageSize: size, offset: (p - 1) * size };
-}
 
 const SORT_COLUMNS: Record<string, string> = { price: "price_amount", name: "name", createdAt: "created_at" };
 

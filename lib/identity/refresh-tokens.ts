@@ -12,7 +12,3 @@ export function newRefreshToken(): { token: string; hash: string } {
 export function hashRefreshToken(token: string): string {
 	return createHash("sha256").update(token).digest("hex");
 }
-
-export function normaliseEmail(email: string): string {
-	return email.trim().toLowerCase();
-}

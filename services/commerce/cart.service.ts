@@ -7,6 +7,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, Op, type Transaction } from "sequelize";
 import { type CartLine, MAX_LINES, MAX_QUANTITY, type CatalogProduct, priceCart, sellableLines } from "../../lib/cart/pricing";
 import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
+import { checkOrderTotal } from "../../lib/money";
 import type { DomainEvent } from "../../lib/events";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
@@ -68,7 +69,7 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 			params: { productId, quantity: `number|integer|min:1|max:${MAX_QUANTITY}` },
 			async handler(this: Svc, ctx: Ctx<{ productId: string; quantity: number }>) {
 				const customerId = callerOf(ctx).id;
-				const [product] = await this.products(ctx, [ctx.params.productId]);
+				const product = await this.checkWithinLimit(ctx, customerId, ctx.params.productId, (held: number) => held + ctx.params.quantity);
 				if (product?.status !== "active") throw new NotFoundError("Product", "PRODUCT_NOT_FOUND");
 				for (let attempt = 1; ; attempt++) {
 					try {
@@ -89,6 +90,7 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 			async handler(this: Svc, ctx: Ctx<{ productId: string; quantity: number }>) {
 				const customerId = callerOf(ctx).id;
 				const where = { customer_id: customerId, product_id: ctx.params.productId };
+				if (ctx.params.quantity > 0) await this.checkWithinLimit(ctx, customerId, ctx.params.productId, () => ctx.params.quantity);
 				if (ctx.params.quantity === 0) await this.models.Item.destroy({ where });
 				else {
 					const [n] = await this.models.Item.update({ quantity: ctx.params.quantity }, { where });
@@ -164,6 +166,23 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 			}
 			await this.models.Item.create({ ...where, quantity, added_at: new Date() }, { transaction: t });
 			return true;
+		},
+
+		/**
+		 * Refuses (422 ORDER_TOO_LARGE) a change after which the cart's subtotal would pass the
+		 * largest order the platform takes (lib/money.ts); `quantityOf` gives the product's new
+		 * quantity from the one held. Answers the product as the catalog has it (undefined if unknown).
+		 * Two concurrent changes may both pass; checkout checks the total again.
+		 */
+		async checkWithinLimit(this: Svc, ctx: Context, customerId: string, productId: string, quantityOf: (held: number) => number): Promise<CatalogProduct | undefined> {
+			const lines: CartLine[] = await this.lines(customerId);
+			const products: CatalogProduct[] = await this.products(ctx, [...new Set([...lines.map(l => l.productId), productId])]);
+			const product = products.find(p => p.id === productId);
+			if (product?.status !== "active") return product;
+			const held = lines.find(l => l.productId === productId)?.quantity ?? 0;
+			const others = priceCart(lines.filter(l => l.productId !== productId), products).subtotal.amount;
+			checkOrderTotal(others + product.price.amount * quantityOf(held), "quantity");
+			return product;
 		},
 
 		async lines(this: Svc, customerId: string): Promise<CartLine[]> {

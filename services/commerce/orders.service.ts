@@ -12,6 +12,8 @@ import { clampPaging } from "../../lib/catalog/query";
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnprocessableError } from "../../lib/errors";
 import type { DomainEvent, EventName, OrderEventData } from "../../lib/events";
 import { type PricedLine, failureReason, orderNumber, subtotalOf, taxOf } from "../../lib/orders/pricing";
+import { checkOrderTotal, widenMoneyColumns } from "../../lib/money";
+import { checkDistinctLines } from "../../lib/orders/lines";
 import { KNOWN_TOKENS } from "../../lib/payments/provider";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
@@ -59,6 +61,12 @@ const migrations: Migration[] = [
 	...idempotencyMigrations,
 	...outboxMigrations,
 	...inboxMigrations,
+	{
+		name: "i9-001-money-bigint",
+		async up(qi) {
+			await widenMoneyColumns(qi, "orders", ["subtotal", "shipping", "tax", "total"]);
+		},
+	},
 ];
 
 type Svc = Service & DbMethods & OutboxMethods & IdempotencyMethods & { [k: string]: any };
@@ -184,6 +192,7 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 				if (!ctx.params.shippingAddress === !ctx.params.addressId) {
 					throw new UnprocessableError("Give either shippingAddress or addressId", "VALIDATION_ERROR", [{ field: "shippingAddress", message: "exactly one of shippingAddress or addressId" }]);
 				}
+				checkDistinctLines(ctx.params.items);
 				const answer: any = await this.once(`checkout:${customer.id}`, key, ctx.params, () => this.checkout(ctx, customer.id, key), { staleAfterMs: 2 * config().CHECKOUT_WAIT_MS + 10_000 });
 				ctx.meta.$statusCode = answer.statusCode;
 				return answer.body;
@@ -311,6 +320,8 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 			const quote: any = await ctx.call("shipping.quote", { address, lines: lines.map(l => ({ productId: l.productId, quantity: l.quantity, weightGrams: l.weightGrams })), subtotal: { amount: subtotal, currency: "USD" } });
 			const shipping = quote.items.find((r: any) => r.method === p.shippingMethod)?.price.amount ?? 0;
 			const tax = taxOf(subtotal, config().TAX_RATE_BPS);
+			// The largest order the platform takes (lib/money.ts): refused before anything is written or charged.
+			checkOrderTotal(subtotal + shipping + tax);
 			const now = new Date();
 			const order = {
 				id: randomUUID(),

@@ -14,6 +14,7 @@ import { clampPaging } from "../../lib/catalog/query";
 import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
 import { recordPaymentDecline, recordRefund } from "../../lib/metrics";
 import type { PaymentEventData } from "../../lib/events";
+import { ORDER_AMOUNT_RULE, widenMoneyColumns } from "../../lib/money";
 import { type Money, PaymentDeclinedError, type PaymentProvider, SimulatedProvider, brandOf } from "../../lib/payments/provider";
 import { PAYMENT_STATUSES, type PaymentStatus, assertMove, movableFrom, refundAmount } from "../../lib/payments/state";
 import { AccessMixin } from "../../mixins/access.mixin";
@@ -57,12 +58,18 @@ const migrations: Migration[] = [
 			});
 		},
 	},
+	{
+		name: "i9-001-money-bigint",
+		async up(qi) {
+			await widenMoneyColumns(qi, "payments", ["amount", "captured", "refunded"]);
+		},
+	},
 ];
 
 type Operation = "authorize" | "capture" | "void" | "refund";
 type Svc = Service & DbMethods & OutboxMethods & IdempotencyMethods & { provider: PaymentProvider; [k: string]: any };
 
-const money = { type: "object", strict: true, props: { amount: "number|integer|min:1|max:1000000000", currency: { type: "equal", value: "USD" } } };
+const money = { type: "object", strict: true, props: { amount: ORDER_AMOUNT_RULE, currency: { type: "equal", value: "USD" } } };
 const orderId = "string|min:1|max:36";
 const key = "string|min:1|max:255";
 
@@ -202,7 +209,7 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 
 		/** Refunds captured money of the order (all of it unless `amount`); never more than captured. */
 		refund: {
-			params: { orderId, amount: "number|integer|min:1|max:1000000000|optional", idempotencyKey: key },
+			params: { orderId, amount: `${ORDER_AMOUNT_RULE}|optional`, idempotencyKey: key },
 			handler(this: Svc, ctx: Context<{ orderId: string; amount?: number; idempotencyKey: string }>) {
 				const { amount, idempotencyKey } = ctx.params;
 				return this.operate("refund", idempotencyKey, ctx.params, async () => {
@@ -253,7 +260,7 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 		adminRefund: {
 			auth: "admin",
 			roles: ["support"],
-			params: { id: "string|min:1|max:36", amount: "number|integer|min:1|max:1000000000|optional" },
+			params: { id: "string|min:1|max:36", amount: `${ORDER_AMOUNT_RULE}|optional` },
 			async handler(this: Svc, ctx: Context<{ id: string; amount?: number }>) {
 				const { p, amount } = await this.transaction(async (t: Transaction) => {
 					const row: any = await this.models.Payment.findByPk(ctx.params.id, { transaction: t, lock: t.LOCK.UPDATE, raw: true });

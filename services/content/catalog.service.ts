@@ -15,6 +15,7 @@ import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/erro
 import type { DomainEvent } from "../../lib/events";
 import { AccessMixin } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
+import { widenMoneyColumns } from "../../lib/money";
 import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
 
@@ -61,6 +62,19 @@ const migrations: Migration[] = [
 	},
 	...outboxMigrations,
 	...inboxMigrations,
+	{
+		name: "i9-001-money-bigint",
+		async up(qi) {
+			await widenMoneyColumns(qi, "products", ["price_amount"]);
+		},
+	},
+	{
+		name: "i9-002-sku-unique-regardless-of-case",
+		async up(qi) {
+			// API.md: a SKU is unique regardless of case ("ab-1" and "AB-1" are one SKU). SKUs are ASCII, so lower() is exact on both databases.
+			await qi.sequelize.query("CREATE UNIQUE INDEX products_sku_lower_uq ON products (lower(sku))");
+		},
+	},
 ];
 
 type Svc = Service & DbMethods & OutboxMethods & { [k: string]: any };
@@ -86,7 +100,7 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 						description: DataTypes.TEXT,
 						brand: DataTypes.STRING(80),
 						category_id: DataTypes.STRING(36),
-						price_amount: DataTypes.INTEGER,
+						price_amount: DataTypes.BIGINT,
 						currency: DataTypes.STRING(3),
 						attributes: DataTypes.JSON,
 						images: DataTypes.JSON,

@@ -10,9 +10,9 @@ import { AccessMixin, callerOf } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
 import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
+import { clampPaging } from "../../lib/paging";
 import type { DomainEvent } from "../../lib/events";
 import { ConflictError, ForbiddenError, NotFoundError } from "../../lib/errors";
-import { clampPaging } from "../../lib/catalog/query";
 import { addRating, moderate } from "../../lib/reviews/moderation";
 
 const migrations: Migration[] = [
@@ -118,13 +118,12 @@ const ReviewsService: ServiceSchema<any, any, any, Svc> = {
 			auth: "public",
 			params: { id: "string|max:64", page: "number|integer|convert|optional", pageSize: "number|integer|convert|optional" },
 			async handler(this: Svc, ctx: Context<{ id: string; page?: number; pageSize?: number }>) {
-				const page = Math.max(1, ctx.params.page ?? 1);
-				const pageSize = Math.max(1, Math.min(ctx.params.pageSize ?? 20, 100));
+				const { page, pageSize, offset } = clampPaging(ctx.params.page, ctx.params.pageSize);
 				const { rows, count } = await this.models.Review.findAndCountAll({
 					where: { product_id: ctx.params.id, status: "PUBLISHED" },
 					order: [["created_at", "DESC"], ["id", "ASC"]],
 					limit: pageSize,
-					offset: (page - 1) * pageSize,
+					offset,
 					raw: true,
 				});
 				return { items: rows.map(publicReview), total: count, page, pageSize };

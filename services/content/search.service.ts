@@ -7,6 +7,7 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, Op, type Transaction } from "sequelize";
 import { config } from "../../config";
+import { clampPaging } from "../../lib/paging";
 import type { DomainEvent, ProductSnapshot } from "../../lib/events";
 import { ProductSearchIndex, type SearchDoc, type SearchSort } from "../../lib/search/search-index";
 import { AccessMixin } from "../../mixins/access.mixin";
@@ -122,11 +123,8 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 			},
 			handler(this: Svc, ctx: Context<any>) {
 				const p = ctx.params;
-				const result = this.index.search({
-					...p,
-					page: Math.max(1, Math.min(p.page ?? 1, 1_000_000)),
-					pageSize: Math.max(1, Math.min(p.pageSize ?? 20, 100)),
-				});
+				const { page, pageSize } = clampPaging(p.page, p.pageSize);
+				const result = this.index.search({ ...p, page, pageSize });
 				return { ...result, items: result.items.map(publicItem) };
 			},
 		},

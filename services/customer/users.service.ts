@@ -9,7 +9,7 @@ import { config } from "../../config";
 import { ADMIN_ROLES } from "../../lib/access";
 import { clampPaging } from "../../lib/catalog/query";
 import { ConflictError } from "../../lib/errors";
-import { normaliseEmail } from "../../lib/identity/refresh-tokens";
+import { EMAIL_PARAM, normaliseEmail, parseEmail } from "../../lib/identity/email";
 import { PASSWORD_RULE, hashPassword, verifyPassword } from "../../lib/passwords";
 import { AccessMixin } from "../../mixins/access.mixin";
 import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
@@ -68,16 +68,20 @@ const UsersService: ServiceSchema<any, any, any, Svc> = {
 			auth: "admin",
 			roles: ["superadmin"],
 			params: {
-				email: "email|max:254",
+				email: EMAIL_PARAM,
 				password: PASSWORD_RULE,
 				name: "string|trim|min:1|max:100",
 				roles: { type: "array", items: { type: "enum", values: [...ADMIN_ROLES] }, min: 1, max: ADMIN_ROLES.length, unique: true },
 			},
 			async handler(this: Svc, ctx: Context<{ email: string; password: string; name: string; roles: string[] }, any>) {
-				const row = { id: randomUUID(), email: normaliseEmail(ctx.params.email), name: ctx.params.name, password_hash: await hashPassword(ctx.params.password), roles: ctx.params.roles, created_at: new Date() };
+				const email = parseEmail(ctx.params.email);
+				const row = { id: randomUUID(), email, name: ctx.params.name, password_hash: await hashPassword(ctx.params.password), roles: ctx.params.roles, created_at: new Date() };
+				// Customers and admins share one email namespace, held by auth (409 EMAIL_TAKEN if anyone has it).
+				await ctx.call("auth.reserveEmail", { email, kind: "admin", subjectId: row.id });
 				try {
 					await this.models.AdminUser.create(row);
 				} catch (err) {
+					await ctx.call("auth.releaseEmail", { email, subjectId: row.id });
 					if (this.isUniqueViolation(err)) throw new ConflictError("An admin with this email exists", "EMAIL_TAKEN");
 					throw err;
 				}
@@ -88,7 +92,7 @@ const UsersService: ServiceSchema<any, any, any, Svc> = {
 
 		/** For auth.login: the admin whose password matches, or null (always one argon2 verification). */
 		authenticate: {
-			params: { email: "string|max:254", password: "string|max:128" },
+			params: { email: EMAIL_PARAM, password: "string|max:128" },
 			async handler(this: Svc, ctx: Context<{ email: string; password: string }>) {
 				const u: any = await this.models.AdminUser.findOne({ where: { email: normaliseEmail(ctx.params.email) }, raw: true });
 				const ok = await verifyPassword(u?.password_hash, ctx.params.password);
@@ -97,17 +101,36 @@ const UsersService: ServiceSchema<any, any, any, Svc> = {
 		},
 	},
 
+	// Admin emails are held in auth's namespace (auth.reserveEmail), so auth must be there first.
+	dependencies: ["auth"],
+
 	async started(this: Svc) {
 		const c = config();
 		const email = normaliseEmail(c.ADMIN_EMAIL);
-		if (await this.models.AdminUser.findOne({ where: { email } })) return;
-		try {
-			await this.models.AdminUser.create({ id: randomUUID(), email, name: "Administrator", password_hash: await hashPassword(c.ADMIN_PASSWORD), roles: ["superadmin"], created_at: new Date() });
-			this.logger.info(`First admin created: ${email}`);
-		} catch (err) {
-			// Another replica starting at the same moment created it first.
-			if (!this.isUniqueViolation(err)) throw err;
+		if (!(await this.models.AdminUser.findOne({ where: { email } }))) {
+			try {
+				await this.models.AdminUser.create({ id: randomUUID(), email, name: "Administrator", password_hash: await hashPassword(c.ADMIN_PASSWORD), roles: ["superadmin"], created_at: new Date() });
+				this.logger.info(`First admin created: ${email}`);
+			} catch (err) {
+				// Another replica starting at the same moment created it first.
+				if (!this.isUniqueViolation(err)) throw err;
+			}
 		}
+		await this.reserveAdminEmails();
+	},
+
+	methods: {
+		/** Every admin's address held in the shared namespace (admins created before it existed, the first admin); a clash is reported, not fatal. */
+		async reserveAdminEmails(this: Svc) {
+			const admins: any[] = await this.models.AdminUser.findAll({ attributes: ["id", "email"], raw: true });
+			for (const a of admins) {
+				try {
+					await this.broker.call("auth.reserveEmail", { email: a.email, kind: "admin", subjectId: a.id });
+				} catch (err) {
+					this.logger.warn(`Admin ${a.id}: its email could not be held in the shared namespace`, (err as Error).message);
+				}
+			}
+		},
 	},
 };
 

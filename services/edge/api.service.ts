@@ -9,34 +9,24 @@ import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { config } from "../../config";
 import { type AuthRule, checkAccess } from "../../lib/access";
-import { NotFoundError, UnauthorizedError } from "../../lib/errors";
+import { clientAddress, trustFunction } from "../../lib/client-address";
+import { NotFoundError, TooManyRequestsError, UnauthorizedError, retryAfterOf } from "../../lib/errors";
+import { parseByteSize } from "../../lib/http-body";
+import { credentialLimiter, jsonBody, optionsGuard, queryGuard, routeMatchers, setSecurityHeaders } from "../../lib/http-edge";
 import { toErrorBody } from "../../lib/http-errors";
 import { drainMiddleware } from "../../lib/graceful";
 import { httpMetricsMiddleware } from "../../lib/metrics";
 import { locationFor } from "../../lib/api-contract";
 import { DOCS_CSP, buildOpenApi, docsAsset, renderDocsPage } from "../../lib/openapi";
-import { FixedWindowLimiter } from "../../lib/rate-limit";
+import { FixedWindowLimiter, authBucket, generalBucket } from "../../lib/rate-limit";
 import { readiness } from "../../lib/readiness";
 import { verifyAccessToken } from "../../lib/tokens";
-import { AUTH_LIMITED_ACTIONS, PUBLIC_ROUTES } from "./routes";
+import { PUBLIC_ROUTES } from "./routes";
 
 type Req = IncomingMessage & { $action?: { name: string; auth?: AuthRule; roles?: string[] }; $ctx?: Context; body?: unknown };
 type Res = ServerResponse & { $ctx?: Context };
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
-
-/** Clients may send bodies only as JSON; anything else is 415 before it reaches an action. */
-function requireJson(req: IncomingMessage, _res: ServerResponse, next: (err?: unknown) => void): void {
-	const hasBody = Number(req.headers["content-length"] ?? 0) > 0 || req.headers["transfer-encoding"] !== undefined;
-	const type = String(req.headers["content-type"] ?? "");
-	if (BODY_METHODS.has(req.method ?? "") && hasBody && !/^application\/(.+\+)?json\b/i.test(type)) {
-		next(Object.assign(new Error("Request body must be application/json"), { code: 415, type: "UNSUPPORTED_MEDIA_TYPE", name: "UnsupportedMediaTypeError" }));
-		return;
-	}
-	next();
-}
-
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
 	if (res.headersSent) return;
 	res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", ...headers });
@@ -44,6 +34,12 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 }
 
 const c = config();
+const trust = trustFunction(c.TRUST_PROXY);
+const API_MATCHERS = routeMatchers(PUBLIC_ROUTES, "/api/v1");
+const ALL_MATCHERS = [...API_MATCHERS, ...routeMatchers({ "GET /openapi.json": "api.openapi", "GET /docs": "api.docs" }, "/api"), ...routeMatchers({ "GET /live": "api.live", "GET /ready": "api.ready" }, "/health")];
+const CREDENTIAL_MATCHERS = API_MATCHERS.filter(m => m.action === "auth.login" || m.action === "auth.register");
+/** JSON bodies nest at most this deep (the deepest body of the contract nests 4 levels). */
+const MAX_BODY_DEPTH = 16;
 
 const ApiService: ServiceSchema = {
 	name: "api",
@@ -56,15 +52,13 @@ const ApiService: ServiceSchema = {
 		logRequest: "debug",
 		logResponse: "debug",
 		log4XXResponses: false,
-		// Nothing new once the node stops (lib/graceful.ts); every answer counted and timed by route
-		// pattern and status (lib/metrics.ts).
-		use: [drainMiddleware, httpMetricsMiddleware],
 		// The request id rides on every call and every log line of the request.
 		rootCallOptions(options: Record<string, unknown>, req: IncomingMessage, res: ServerResponse) {
 			const sent = req.headers["x-request-id"];
 			const id = typeof sent === "string" && REQUEST_ID.test(sent) ? sent : randomUUID();
 			options.requestID = id;
 			res.setHeader("X-Request-Id", id);
+			setSecurityHeaders(req, res);
 		},
 		cors: c.CORS_ORIGINS.length
 			? {
@@ -76,6 +70,10 @@ const ApiService: ServiceSchema = {
 					maxAge: 600,
 				}
 			: false,
+		// Nothing new once the node stops (lib/graceful.ts); every answer counted and timed by route
+		// pattern and status (lib/metrics.ts); before every route's own middlewares, an OPTIONS never
+		// reaches an action (lib/http-edge.ts).
+		use: [drainMiddleware, httpMetricsMiddleware, optionsGuard(Boolean(c.CORS_ORIGINS.length), ALL_MATCHERS)],
 		routes: [
 			{
 				path: "/api/v1",
@@ -83,10 +81,13 @@ const ApiService: ServiceSchema = {
 				mappingPolicy: "restrict",
 				authentication: true,
 				authorization: true,
-				bodyParsers: { json: { limit: c.BODY_LIMIT, strict: true }, urlencoded: false },
-				use: [requireJson],
+				// Our own reader (lib/http-body.ts), after the credential limiter so that unreadable bodies count.
+				bodyParsers: false,
+				use: [queryGuard(), credentialLimiter((svc: any) => svc.authLimiter, trust, CREDENTIAL_MATCHERS), jsonBody({ limitBytes: parseByteSize(c.BODY_LIMIT), maxDepth: MAX_BODY_DEPTH })],
 				callOptions: {},
 				onBeforeCall(this: any, ctx: Context<unknown, any>, _route: unknown, req: Req) {
+					// The auth service throttles failed logins per account, apart for addresses it has seen sign in.
+					if (req.$action?.name === "auth.login" || req.$action?.name === "auth.register") ctx.meta.clientAddress = clientAddress(req, trust);
 					const key = req.headers["idempotency-key"];
 					if (typeof key === "string") ctx.meta.idempotencyKey = key;
 					else if (key !== undefined) ctx.meta.idempotencyKey = "";
@@ -119,7 +120,7 @@ const ApiService: ServiceSchema = {
 			if (body.code === 503) this.logger.warn(`${req.method} ${url} answered 503 ${body.type}: ${body.message}`, { requestId });
 			else if (body.code >= 500) this.logger.error(`${req.method} ${url} failed`, { requestId, err: err?.message, type: err?.type, stack: err?.stack });
 			const headers: Record<string, string> = {};
-			if (body.code === 503 || body.code === 429) headers["Retry-After"] = String(err?.retryAfter ?? (body.code === 503 ? 2 : 1));
+			if (body.code === 503 || body.code === 429) headers["Retry-After"] = String(retryAfterOf(err) ?? (body.code === 503 ? 2 : 1));
 			sendJson(res, body.code, body, headers);
 		},
 	},
@@ -211,26 +212,16 @@ const ApiService: ServiceSchema = {
 			checkAccess(ctx.meta.user ?? undefined, action?.auth ?? "any", action?.roles ?? []);
 		},
 
+		/** The general limit per user or address, and refresh's own per token (login and register are limited before their body is read). */
 		applyRateLimit(this: any, ctx: Context<unknown, any>, req: Req, res: Res, actionName: string) {
-			const strict = AUTH_LIMITED_ACTIONS.has(actionName);
-			const limiter: FixedWindowLimiter = strict ? this.authLimiter : this.limiter;
-			const key = `${strict ? "auth" : "all"}:${ctx.meta.user?.id ? `user:${ctx.meta.user.id}` : `ip:${this.clientAddress(req)}`}`;
-			const d = limiter.hit(key);
+			const address = clientAddress(req, trust);
+			const refresh = authBucket(actionName, address, (req as any).$params);
+			const decisions = [(this.limiter as FixedWindowLimiter).hit(generalBucket(ctx.meta.user?.id, address))];
+			if (actionName === "auth.refresh" && refresh) decisions.push((this.authLimiter as FixedWindowLimiter).hit(refresh));
+			const d = decisions.find(x => !x.allowed) ?? decisions[decisions.length - 1];
 			res.setHeader("X-RateLimit-Limit", String(d.limit));
 			res.setHeader("X-RateLimit-Remaining", String(d.remaining));
-			if (!d.allowed) {
-				throw Object.assign(new Error("Too many requests, slow down"), { code: 429, type: "RATE_LIMITED", name: "RateLimitError", retryAfter: d.resetInS });
-			}
-		},
-
-		/** The socket address; forwarded headers only from a proxy we were told to trust. */
-		clientAddress(req: Req): string {
-			if (c.TRUST_PROXY) {
-				const fwd = req.headers["x-forwarded-for"];
-				const first = (Array.isArray(fwd) ? fwd[0] : fwd)?.split(",")[0]?.trim();
-				if (first) return first;
-			}
-			return req.socket.remoteAddress ?? "unknown";
+			if (!d.allowed) throw new TooManyRequestsError("Too many requests, slow down", d.resetInS);
 		},
 
 		/** This node's services, their databases, the transporter and what they need (lib/readiness.ts). */

@@ -9,6 +9,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, Op, type Transaction } from "sequelize";
 import { config } from "../../config";
 import { DEMO_PRODUCTS } from "../../lib/catalog/demo-data";
+import { SKU_RULE } from "../../lib/catalog/product";
 import { ConflictError, NotFoundError } from "../../lib/errors";
 import { faultPoint } from "../../lib/faults";
 import { type Allocation, allocate, bySkuThenWarehouse } from "../../lib/inventory/allocation";
@@ -149,7 +150,7 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 		setOnHand: {
 			auth: "admin",
 			roles: ["ops"],
-			params: { sku: { type: "string", pattern: /^[A-Z0-9][A-Z0-9-]{2,40}$/ }, warehouseId: "string|min:1|max:36", onHand: "number|integer|min:0|max:10000000" },
+			params: { sku: SKU_RULE, warehouseId: "string|min:1|max:36", onHand: "number|integer|min:0|max:10000000" },
 			async handler(this: Svc, ctx: Context<{ sku: string; warehouseId: string; onHand: number }>) {
 				const { sku, warehouseId, onHand } = ctx.params;
 				if (!(await this.models.Warehouse.findByPk(warehouseId))) throw new NotFoundError("Warehouse", "WAREHOUSE_NOT_FOUND");

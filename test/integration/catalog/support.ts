@@ -77,7 +77,8 @@ export function dependencyStub(name: "reviews" | "warehouse", action: string, an
 				async handler() {
 					state.calls++;
 					if (state.mode === "slow") await new Promise(r => setTimeout(r, 1500));
-					if (state.mode === "fail") throw new Errors.MoleculerError(`${name} is broken`, 500, "BROKEN");
+					// A failure that says the service is unhealthy (its database is unreachable): the kind the breaker counts.
+					if (state.mode === "fail") throw Object.assign(new Errors.MoleculerError(`${name} cannot reach its database`, 500, "BROKEN"), { name: "SequelizeConnectionRefusedError" });
 					return { ...answer, internal: "must not reach clients" };
 				},
 			},

@@ -78,7 +78,7 @@ describe("PUT /admin/inventory/:sku", () => {
 		for (const body of [{ warehouseId: "wh-west", onHand: -1 }, { warehouseId: "wh-west", onHand: 2.5 }, { warehouseId: "wh-west", onHand: "20" }, { warehouseId: "wh-west" }, { onHand: 20 }, { warehouseId: "wh-west", onHand: 20, reserved: 0 }]) {
 			expect(await put(body)).toMatchObject({ status: 422, body: { name: "ValidationError", code: 422, type: "VALIDATION_ERROR", data: expect.any(Array) } });
 		}
-		expect(await put({ warehouseId: "wh-west", onHand: 20 }, "lower-case")).toMatchObject({ status: 422 });
+		expect(await put({ warehouseId: "wh-west", onHand: 20 }, "not%20a%20sku")).toMatchObject({ status: 422 });
 		expect(await http("PUT", `/api/v1/admin/inventory/${SKU}`, { token: tokens.ops, raw: "{ onHand" })).toMatchObject({ status: 400 });
 		expect(await put({ warehouseId: "wh-nowhere", onHand: 20 })).toMatchObject({ status: 404, body: { code: 404, type: "WAREHOUSE_NOT_FOUND" } });
 		expect(await put({ warehouseId: "wh-west", onHand: 9 })).toMatchObject({ status: 409, body: { code: 409, type: "BELOW_RESERVED", data: { reserved: 10 } } });

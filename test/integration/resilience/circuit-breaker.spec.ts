@@ -1,7 +1,8 @@
 /**
  * The platform's circuit breaker (moleculer.config.ts) between two brokers over real NATS: a
  * failing action trips it, calls then fail fast without reaching the handler, the gateway turns
- * that into 503, and it closes again once the action recovers. Client errors never trip it.
+ * that into 503, and it closes again once the action recovers. Client errors and plain 500s (a
+ * bug one input triggers) never trip it; only faults that say the callee is unhealthy do.
  */
 import { Errors, type ServiceBroker } from "moleculer";
 import { useTestEnv } from "../../support/env";
@@ -15,7 +16,7 @@ const { loadServiceSchema } = require("../../../services") as typeof import("../
 jest.setTimeout(60_000);
 
 const HANDLER_MS = 300;
-const state = { failing: true, calls: 0, clientErrorCalls: 0 };
+const state = { failing: true, calls: 0, clientErrorCalls: 0, bugCalls: 0 };
 
 // Small thresholds so the test is short; the mechanism and the `check` are the platform's own.
 const breaker = { minRequestCount: 4, threshold: 0.5, halfOpenTime: 1500 };
@@ -36,7 +37,8 @@ beforeAll(async () => {
 				async handler() {
 					state.calls++;
 					await new Promise(r => setTimeout(r, HANDLER_MS));
-					if (state.failing) throw new Errors.MoleculerError("database on fire", 500, "DB_DOWN");
+					// A fault that says something about the callee's health: its database cannot be reached.
+					if (state.failing) throw Object.assign(new Errors.MoleculerError("connect ECONNREFUSED 127.0.0.1:5432", 500, "DB_DOWN"), { name: "SequelizeConnectionRefusedError" });
 					return { items: [], total: 0, page: 1, pageSize: 20 };
 				},
 			},
@@ -45,6 +47,14 @@ beforeAll(async () => {
 				handler() {
 					state.clientErrorCalls++;
 					throw new Errors.MoleculerClientError("bad input", 422, "VALIDATION_ERROR");
+				},
+			},
+			get: {
+				auth: "public",
+				params: { id: "string" },
+				handler() {
+					state.bugCalls++;
+					throw new TypeError("Cannot read properties of undefined (reading 'x')");
 				},
 			},
 		},
@@ -75,6 +85,15 @@ it("does not trip on client errors", async () => {
 		expect(r.error?.code).toBe(422);
 	}
 	expect(state.clientErrorCalls).toBe(8);
+});
+
+it("does not trip on plain server errors that one input triggers", async () => {
+	for (let i = 0; i < 8; i++) {
+		const r = await timed(() => caller.call("catalog.get", { id: "x" }));
+		expect(r.error?.name).toBe("TypeError");
+	}
+	expect(state.bugCalls).toBe(8);
+	expect([...(caller as any).CircuitBreakerStore.values()].every((item: any) => item.state === "close")).toBe(true);
 });
 
 it("trips after failures, then fails fast without calling the handler, as 503 through the gateway", async () => {

@@ -41,9 +41,15 @@ describe("create parameters", () => {
 		expect(checkCreate(full)).toBe(true);
 	});
 
-	it("require the SKU pattern", () => {
-		for (const sku of ["ZX", "zx-100", "-ZX100", "ZX 100", `Z${"X".repeat(41)}`, 12345]) expect(failures(checkCreate, { ...valid(), sku })).toEqual(["sku"]);
-		for (const sku of ["ZX1", "A-B-C", `Z${"X".repeat(40)}`]) expect(checkCreate({ ...valid(), sku })).toBe(true);
+	it("take SKUs of 1-64 letters, digits, '.', '_', '/' and '-' (API.md), in any case", () => {
+		for (const sku of ["", "ZX 100", "zx*100", "zx\u00e9", "a\u0000b", `Z${"X".repeat(64)}`, 12345]) expect(failures(checkCreate, { ...valid(), sku })).toEqual(["sku"]);
+		for (const sku of ["Z", "zx-100", "-ZX100", "shoes/men/42.5", "tee_red.xl", "A-B-C", `Z${"x".repeat(63)}`]) expect(checkCreate({ ...valid(), sku })).toBe(true);
+	});
+
+	it("default the weight to 500 g when it is not given (API.md)", () => {
+		const { weightGrams: _omitted, ...withoutWeight } = valid();
+		expect(checkCreate(withoutWeight)).toBe(true);
+		expect(newProductRecord({ ...withoutWeight, description: "" }, "p-1", new Date(0)).weight_grams).toBe(500);
 	});
 
 	it("refuse wrong types, out-of-range numbers and bad currencies", () => {
