@@ -26,7 +26,10 @@ export type SearchSort = "relevance" | "price" | "-price" | "name" | "-name" | "
 
 export interface SearchQuery {
 	q?: string;
+	/** A category id or slug, matched exactly unless `categoryIds` says what it covers. */
 	category?: string;
+	/** The ids the category filter covers (the category and its sub-categories), when the caller knows the tree. */
+	categoryIds?: ReadonlySet<string>;
 	brand?: string;
 	minPrice?: number;
 	maxPrice?: number;
@@ -99,6 +102,11 @@ export class ProductSearchIndex {
 		if (doc) this.docs.set(id, { ...doc, ...fields });
 	}
 
+	/** The documents of one category (to restate them when the category is renamed). */
+	inCategory(categoryId: string): SearchDoc[] {
+		return [...this.docs.values()].filter(d => d.categoryId === categoryId);
+	}
+
 	findBySku(sku: string): SearchDoc | undefined {
 		for (const d of this.docs.values()) if (d.sku === sku) return d;
 		return undefined;
@@ -122,7 +130,7 @@ export class ProductSearchIndex {
 		}
 
 		const passes = (doc: SearchDoc, except?: Dimension) =>
-			(except === "category" || !query.category || doc.categoryId === query.category || doc.categorySlug === query.category) &&
+			(except === "category" || !query.category || (query.categoryIds ? query.categoryIds.has(doc.categoryId) : doc.categoryId === query.category || doc.categorySlug === query.category)) &&
 			(except === "brand" || !query.brand || doc.brand.toLowerCase() === query.brand.toLowerCase()) &&
 			(except === "price" || query.minPrice === undefined || doc.priceAmount >= query.minPrice) &&
 			(except === "price" || query.maxPrice === undefined || doc.priceAmount <= query.maxPrice) &&
