@@ -89,7 +89,7 @@ describe.each([
 			expect.stringMatching(/sku/),
 		]);
 		expect(await products()).toBe(40);
-		const p: any = (await broker.call("catalog.exportProducts", { limit: 1 }, system)).items[0];
+		const p = ((await broker.call("catalog.exportProducts", { limit: 1 }, system)) as any).items[0];
 		expect(p).toMatchObject({ sku: "IMP-0", name: "Imported Kettle 0", description: "A kettle, number 0", categorySlug: "kitchen", price: { amount: 1999, currency: "USD" }, weightGrams: 800, attributes: { color: "red" }, images: ["https://img.example.com/0.jpg"] });
 		expect((await broker.call("warehouse.stock", { sku: "IMP-5" }, system)) as any).toEqual({
 			sku: "IMP-5",
@@ -142,7 +142,7 @@ describe.each([
 	});
 
 	it("refuses a row for an archived product rather than bringing it back", async () => {
-		const archived: any = (await broker.call("catalog.exportProducts", { after: "IMP-10", limit: 1 }, system)).items[0];
+		const archived = ((await broker.call("catalog.exportProducts", { after: "IMP-10", limit: 1 }, system)) as any).items[0];
 		await broker.call("catalog.archive", { id: archived.id }, system);
 		const r = await importCatalogue(client(), csv("archived.csv", [HEAD, rowsFor(100, 160).find(l => l.startsWith(`${archived.sku},`))].join("\n")));
 		expect(r.refused).toEqual([{ line: 2, sku: archived.sku, reason: `SKU ${archived.sku} belongs to an archived product` }]);
