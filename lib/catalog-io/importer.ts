@@ -112,6 +112,17 @@ export async function importCatalogue(client: CatalogueClient, file: string, opt
 	let batch: PendingRow[] = [];
 	let batchBytes = 0;
 	const firstLine = new Map<string, number>();
+	// A batch's stock goes to the warehouse while the next batch goes to the catalog: one of each in flight at most.
+	let stockInFlight: Promise<void> = Promise.resolve();
+
+	const sendStock = async (items: { line: number; sku: string; warehouseId: string; onHand: number }[]) => {
+		const stock = await client.call<{ results: { line?: number; sku: string; warehouseId: string; result: string; reason?: string }[] }>("warehouse.setStockMany", { items, dryRun, reference });
+		for (const s of stock.results) {
+			if (s.result === "refused") refuse(s.line ?? 0, s.sku, `${STOCK_PREFIX}${s.warehouseId}: ${s.reason}`);
+			else if (s.result === "set") report.stock.set++;
+			else report.stock.unchanged++;
+		}
+	};
 
 	const flush = async () => {
 		if (!batch.length) return;
@@ -131,14 +142,10 @@ export async function importCatalogue(client: CatalogueClient, file: string, opt
 		}
 		// Stock only for products that are (or, in a dry run, would be) in the catalog.
 		const items = rows.filter(r => accepted.has(r.line)).flatMap(r => r.stock.map(s => ({ line: r.line, sku: r.product.sku, warehouseId: s.warehouseId, onHand: s.onHand })));
-		if (items.length) {
-			const stock = await client.call<{ results: { line?: number; sku: string; warehouseId: string; result: string; reason?: string }[] }>("warehouse.setStockMany", { items, dryRun, reference });
-			for (const s of stock.results) {
-				if (s.result === "refused") refuse(s.line ?? 0, s.sku, `${STOCK_PREFIX}${s.warehouseId}: ${s.reason}`);
-				else if (s.result === "set") report.stock.set++;
-				else report.stock.unchanged++;
-			}
-		}
+		const previous = stockInFlight;
+		stockInFlight = previous.then(() => (items.length ? sendStock(items) : undefined));
+		// The previous batch's stock must be in before this one's catalog answer is used again (and a failure surfaces here).
+		await previous;
 		opts.onProgress?.({ rows: report.rows, bytes: source.bytesRead, totalBytes, elapsedMs: performance.now() - t0 });
 	};
 
@@ -168,8 +175,11 @@ export async function importCatalogue(client: CatalogueClient, file: string, opt
 		}
 		if (!header) throw new ImportAborted(["the file is empty: it needs a header row (sku,name,brand,category,price,...)"]);
 		await flush();
+		await stockInFlight;
 	} finally {
 		source.destroy();
+		// On the way out after a failure, a stock call still running must not become an unhandled rejection.
+		stockInFlight.catch(() => undefined);
 	}
 	report.refused.sort((a, b) => a.line - b.line);
 	report.ms = Math.round(performance.now() - t0);

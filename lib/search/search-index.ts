@@ -70,6 +70,8 @@ type Dimension = "category" | "brand" | "price" | "inStock";
 
 export class ProductSearchIndex {
 	private readonly docs = new Map<string, SearchDoc>();
+	/** sku → id: stock events name SKUs, and a scan per event would make a bulk import quadratic. */
+	private readonly bySku = new Map<string, string>();
 	private readonly text = new MiniSearch<SearchDoc>({
 		fields: ["name", "brand", "categoryName", "description", "sku"],
 		storeFields: [],
@@ -85,15 +87,22 @@ export class ProductSearchIndex {
 	}
 
 	upsert(doc: SearchDoc): void {
-		if (this.docs.has(doc.id)) this.text.discard(doc.id);
+		const old = this.docs.get(doc.id);
+		if (old) {
+			this.text.discard(doc.id);
+			if (this.bySku.get(old.sku) === doc.id) this.bySku.delete(old.sku);
+		}
 		this.docs.set(doc.id, doc);
+		this.bySku.set(doc.sku, doc.id);
 		this.text.add(doc);
 	}
 
 	remove(id: string): void {
-		if (!this.docs.has(id)) return;
+		const old = this.docs.get(id);
+		if (!old) return;
 		this.text.discard(id);
 		this.docs.delete(id);
+		if (this.bySku.get(old.sku) === id) this.bySku.delete(old.sku);
 	}
 
 	/** Non-text fields (stock, rating) change without re-indexing the text. */
@@ -108,13 +117,14 @@ export class ProductSearchIndex {
 	}
 
 	findBySku(sku: string): SearchDoc | undefined {
-		for (const d of this.docs.values()) if (d.sku === sku) return d;
-		return undefined;
+		const id = this.bySku.get(sku);
+		return id === undefined ? undefined : this.docs.get(id);
 	}
 
 	clear(): void {
 		this.text.removeAll();
 		this.docs.clear();
+		this.bySku.clear();
 	}
 
 	search(query: SearchQuery): SearchResult {

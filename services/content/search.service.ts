@@ -77,6 +77,8 @@ interface CategoryRow {
 
 type Svc = Service & DbMethods & {
 	index: ProductSearchIndex;
+	/** What each product's document was last built from (`status@source_updated_at`), so a poll that reads it again skips it. */
+	appliedDocs: Map<string, string>;
 	/** Live categories by id. */
 	categories: Map<string, { id: string; slug: string; name: string; parentId: string | null }>;
 	stock: Map<string, boolean>;
@@ -253,7 +255,11 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 			return root ? new Set(withDescendants(root.id, all)) : undefined;
 		},
 
-		applyDocument(this: Svc, row: { id: string; status: string; doc: SearchDoc }) {
+		applyDocument(this: Svc, row: { id: string; status: string; doc: SearchDoc; source_updated_at?: string }) {
+			// The poll re-reads what this replica applied a moment ago: re-indexing its text again would be wasted work.
+			const version = `${row.status}@${row.source_updated_at ?? ""}`;
+			if (row.source_updated_at && this.appliedDocs.get(row.id) === version) return;
+			this.appliedDocs.set(row.id, version);
 			if (row.status !== "active") return this.index.remove(row.id);
 			const rating = this.ratings.get(row.id);
 			const category = this.categories.get(row.doc.categoryId);
@@ -268,6 +274,8 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 		},
 
 		applyStock(this: Svc, sku: string, inStock: boolean) {
+			// Documents take their stock from this map when they are (re)built, so an unchanged value has nothing to change.
+			if (this.stock.get(sku) === inStock) return;
 			this.stock.set(sku, inStock);
 			const doc = this.index.findBySku(sku);
 			if (doc) this.index.patch(doc.id, { inStock });
@@ -349,6 +357,7 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 	async started(this: Svc) {
 		this.index = new ProductSearchIndex();
 		this.categories = new Map();
+		this.appliedDocs = new Map();
 		this.stock = new Map();
 		this.ratings = new Map();
 		this.lastPoll = new Date(0);
