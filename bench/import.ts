@@ -7,7 +7,8 @@
  * for the import process, each node process and this cluster's PostgreSQL backends (NATS is
  * shared with other work on the machine and reported apart). Writes bench/results/import.json.
  *
- * BENCH_ROWS (default 10000), BENCH_BATCH_SIZE (default 500).
+ * BENCH_ROWS (default 10000), BENCH_BATCH_SIZE (default 500), BENCH_SEARCH_WAIT_S (default 1200: how long
+ * to wait for search; the figure says whether it got there).
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -18,6 +19,7 @@ import { TestCluster } from "../test/e2e/support/harness";
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 10_000);
 const BATCH = Number(process.env.BENCH_BATCH_SIZE ?? 500);
+const SEARCH_WAIT_S = Number(process.env.BENCH_SEARCH_WAIT_S ?? 1200);
 const CATEGORIES = ["cookware", "knives", "bakeware", "tableware", "garden-tools", "lighting", "textiles", "storage"];
 const TICKS_PER_S = 100;
 
@@ -168,8 +170,12 @@ async function main(): Promise<void> {
 		console.log("waiting for search to have every product with its stock...");
 		const t0 = performance.now();
 		const stopSearch = meter.start();
-		await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/search?pageSize=1&inStock=true")).body.total === inStockRows(), 600_000, "search to catch up");
-		const searchCatchUp = { seconds: Number(((performance.now() - t0) / 1000).toFixed(2)), cpu: stopSearch() };
+		const searched = async () => (await cluster.http("GET", "/api/v1/search?pageSize=1&inStock=true")).body.total as number;
+		let indexed = 0;
+		while ((indexed = await searched()) !== inStockRows() && performance.now() - t0 < SEARCH_WAIT_S * 1000) await new Promise(r => setTimeout(r, 1000));
+		const seconds = Number(((performance.now() - t0) / 1000).toFixed(2));
+		// A read model slower than the wait is a figure too, not a failed benchmark.
+		const searchCatchUp = { seconds, complete: indexed === inStockRows(), inStockIndexed: indexed, inStockExpected: inStockRows(), eventsPerSecond: Math.round((ROWS * 3) / seconds), cpu: stopSearch() };
 
 		console.log("importing the same file again (every row unchanged)...");
 		const second = await runImport(cluster, meter, file);
@@ -189,7 +195,7 @@ async function main(): Promise<void> {
 			searchCatchUpAfterImport: searchCatchUp,
 			secondImportUnchanged: second,
 			dryRun: dry,
-			notes: "seconds are wall time of the import process (joining the cluster included); cpu.totalMs sums the import process, every node and this cluster's PostgreSQL backends; NATS is shared with the rest of the machine and shown apart. searchCatchUpAfterImport is the time from the end of the import until search answers every in-stock product.",
+			notes: "seconds are wall time of the import process (joining the cluster included); cpu.totalMs sums the import process, every node and this cluster's PostgreSQL backends; NATS is shared with the rest of the machine and shown apart. searchCatchUpAfterImport is the time from the end of the import until search answers every in-stock product (3 events per row: the product and its two stock rows).",
 		};
 		mkdirSync(join(__dirname, "..", "..", "bench", "results"), { recursive: true });
 		const out = join(__dirname, "..", "..", "bench", "results", "import.json");

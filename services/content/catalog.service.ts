@@ -1,7 +1,9 @@
 /**
  * Catalog: products, categories, prices (minor units) and rating summaries. Every change records
- * a catalog.product.* event in the same transaction (outbox). Product pages add live rating and
- * availability, degrading to null when the reviews or warehouse service cannot answer.
+ * a catalog.product.* / catalog.category.* event in the same transaction (outbox). Product pages
+ * add live rating and availability, degrading to null when the reviews or warehouse service
+ * cannot answer. Categories (a tree) live in catalog-categories.mixin.ts, bulk import and export
+ * in catalog-bulk.mixin.ts.
  */
 import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";

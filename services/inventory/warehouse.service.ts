@@ -2,7 +2,8 @@
  * Warehouse: stock per (sku, warehouse), reservations that take all lines or none, a ledger of
  * stock movements, and expiry of forgotten reservations. Every quantity change is a conditional
  * UPDATE inside one transaction, recorded as a movement in that transaction, so concurrent
- * checkouts can never oversell or drive stock below zero.
+ * checkouts can never oversell or drive stock below zero. Only active warehouses take new
+ * reservations. Managing warehouses and bulk stock live in warehouse-admin.mixin.ts.
  */
 import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
