@@ -40,10 +40,11 @@ export function embeddedServices(): string[] {
 export async function openSession(name: string, log: (line: string) => void = () => undefined): Promise<Session> {
 	const embedded = !process.env.TRANSPORTER;
 	if (embedded) {
-		process.env.SEED_DEMO ??= "false";
+		// An empty value means "not set" to the configuration, which would default to the demo data here.
+		if (!process.env.SEED_DEMO) process.env.SEED_DEMO = "false";
 		process.env.METRICS_ENABLED = "false";
 	}
-	process.env.LOG_LEVEL ??= "warn";
+	if (!process.env.LOG_LEVEL) process.env.LOG_LEVEL = "warn";
 	const c = config();
 	const services = embedded ? embeddedServices() : [];
 	const broker = createBroker(services, { nodeID: `${name}-${process.pid}`, metrics: false, tracing: false, logLevel: c.LOG_LEVEL });
