@@ -32,6 +32,27 @@ export interface ProductSnapshot {
 	rating: { average: number; count: number } | null;
 }
 
+/** The payload of catalog.category.created / .updated: the category as it is after the change. */
+export interface CategorySnapshot {
+	categoryId: string;
+	slug: string;
+	name: string;
+	parentId: string | null;
+	/** Consumers ignore a snapshot older than the one they hold (events may arrive out of order). */
+	updatedAt: string;
+}
+
+/** The payload of warehouse.warehouse.created / .updated: what other services need of a warehouse. */
+export interface WarehouseSnapshot {
+	warehouseId: string;
+	name: string;
+	/** ISO 3166 alpha-2: where its parcels leave from (shipping rates use it as the origin). */
+	country: string | null;
+	/** An inactive warehouse takes no new reservations (API.md). */
+	active: boolean;
+	updatedAt: string;
+}
+
 export interface OrderEventData {
 	orderId: string;
 	customerId: string;
@@ -61,7 +82,14 @@ export interface EventPayloads {
 	"catalog.product.created": ProductSnapshot;
 	"catalog.product.updated": ProductSnapshot;
 	"catalog.product.archived": { productId: string; sku: string };
+	"catalog.category.created": CategorySnapshot;
+	"catalog.category.updated": CategorySnapshot;
+	/** `updatedAt` is the deletion time: a late .updated of the same category is older and ignored. */
+	"catalog.category.deleted": { categoryId: string; slug: string; updatedAt: string };
+	/** `totalAvailable`: on hand minus reserved over the SKU's active warehouses (what can still be reserved). */
 	"warehouse.stock.changed": { sku: string; warehouseId: string; onHand: number; reserved: number; totalAvailable: number };
+	"warehouse.warehouse.created": WarehouseSnapshot;
+	"warehouse.warehouse.updated": WarehouseSnapshot;
 	"orders.order.created": OrderEventData;
 	"orders.order.confirmed": OrderEventData;
 	"orders.order.rejected": OrderEventData;

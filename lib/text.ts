@@ -28,7 +28,8 @@ export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(["__proto__", "constr
 
 /** Why a string cannot be accepted as sent, or null when it can. */
 export function textProblem(s: string): string | null {
-	if (CONTROL.test(s)) return "must not contain control characters (such as NUL)";
+	const control = CONTROL.exec(s);
+	if (control) return `contains the control character U+${control[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
 	if (LONE_SURROGATE.test(s)) return "must be well-formed Unicode (no lone surrogates)";
 	return null;
 }
@@ -36,4 +37,20 @@ export function textProblem(s: string): string | null {
 /** True when the string holds an invisible or layout-changing character. */
 export function hasInvisible(s: string): boolean {
 	return INVISIBLE.test(s);
+}
+
+/** One line of text (names, slugs, addresses): no control characters at all, not even tab or line breaks, no lone surrogates. */
+export const SINGLE_LINE = /^[^\p{Cc}\p{Cs}]*$/u;
+
+/** The first character a text must not hold, as "U+0000", or undefined when it is clean (`multiline` allows tab and line breaks). */
+export function forbiddenCharacter(value: string, multiline = false): string | undefined {
+	const bad = multiline ? /(?![\t\n\r])[\p{Cc}\p{Cs}]/u : /[\p{Cc}\p{Cs}]/u;
+	const m = bad.exec(value);
+	if (m) return `U+${m[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+	return LONE_SURROGATE.test(value) ? "a lone surrogate" : undefined;
+}
+
+/** A fastest-validator string rule for one line of text, with a message naming the problem. */
+export function singleLine(min: number, max: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+	return { type: "string", trim: true, min, max, pattern: SINGLE_LINE, messages: { stringPattern: "The '{field}' field must not contain control characters." }, ...extra };
 }

@@ -54,7 +54,9 @@ export function inspectParams(params: unknown): ParamProblem[] {
 		}
 		const proto = Object.getPrototypeOf(value);
 		// Dates and buffers travel in internal calls; anything else with its own prototype was merged from somewhere it should not have been.
-		if (proto !== Object.prototype && proto !== null && !(value instanceof Date) && !Buffer.isBuffer(value)) {
+		// A plain object's prototype is an Object.prototype (of any realm: structuredClone and vm contexts make others) or null.
+		const plain = proto === null || Object.getPrototypeOf(proto) === null;
+		if (!plain && !(value instanceof Date) && !Buffer.isBuffer(value)) {
 			problems.push({ type: "objectPrototype", field: path || "params", message: `${path || "params"} is not a plain object` });
 			continue;
 		}

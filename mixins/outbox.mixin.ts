@@ -50,7 +50,12 @@ export const outboxMigrations: Migration[] = [
 export interface OutboxMethods {
 	/** Records an event in `t`; returns it with its eventId and occurredAt. */
 	recordEvent<N extends EventName>(t: Transaction, name: N, payload: EventPayloads[N]): Promise<DomainEvent<N>>;
+	/** Records many events in `t` with one INSERT (bulk writes such as a catalogue import); they share one occurredAt. */
+	recordEvents(t: Transaction, events: RecordedEvent[]): Promise<void>;
 }
+
+/** One event of a bulk write: its name and its payload, typed together. */
+export type RecordedEvent = { [N in EventName]: { name: N; payload: EventPayloads[N] } }[EventName];
 
 type OutboxService = Service & DbMethods & OutboxMethods & { $outbox?: OutboxRelay };
 
@@ -116,6 +121,26 @@ export const OutboxMixin = {
 				relay.kick();
 			});
 			return event;
+		},
+
+		async recordEvents(this: OutboxService, t: Transaction, events: { name: string; payload: Record<string, unknown> }[]) {
+			if (!events.length) return;
+			if (!t || typeof (t as Transaction).afterCommit !== "function") throw new Error("recordEvents needs the transaction of the state change");
+			const bad = events.find(e => !isValidEventName(e.name));
+			if (bad) throw new Error(`Invalid event name '${bad.name}'`);
+			const relay = this.$outbox;
+			if (!relay) throw new Error(`recordEvents called before '${this.name}' started`);
+			// One time for the whole write: these events are facts about different things (consumers never rely on their order).
+			const now = new Date();
+			const rows = events.map(e => {
+				const event = { ...e.payload, eventId: randomUUID(), occurredAt: now.toISOString() };
+				return { id: event.eventId, name: e.name, payload: event, status: "PENDING", attempts: 0, next_attempt_at: now, occurred_at: now };
+			});
+			await defineOutboxModel(this.sequelize).bulkCreate(rows, { transaction: t });
+			t.afterCommit(() => {
+				faultPoint("outbox.afterCommit");
+				relay.kick();
+			});
 		},
 	},
 } as unknown as Partial<ServiceSchema>;

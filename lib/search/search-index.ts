@@ -26,7 +26,10 @@ export type SearchSort = "relevance" | "price" | "-price" | "name" | "-name" | "
 
 export interface SearchQuery {
 	q?: string;
+	/** A category id or slug, matched exactly unless `categoryIds` says what it covers. */
 	category?: string;
+	/** The ids the category filter covers (the category and its sub-categories), when the caller knows the tree. */
+	categoryIds?: ReadonlySet<string>;
 	brand?: string;
 	minPrice?: number;
 	maxPrice?: number;
@@ -67,6 +70,8 @@ type Dimension = "category" | "brand" | "price" | "inStock";
 
 export class ProductSearchIndex {
 	private readonly docs = new Map<string, SearchDoc>();
+	/** sku → id: stock events name SKUs, and a scan per event would make a bulk import quadratic. */
+	private readonly bySku = new Map<string, string>();
 	private readonly text = new MiniSearch<SearchDoc>({
 		fields: ["name", "brand", "categoryName", "description", "sku"],
 		storeFields: [],
@@ -82,15 +87,22 @@ export class ProductSearchIndex {
 	}
 
 	upsert(doc: SearchDoc): void {
-		if (this.docs.has(doc.id)) this.text.discard(doc.id);
+		const old = this.docs.get(doc.id);
+		if (old) {
+			this.text.discard(doc.id);
+			if (this.bySku.get(old.sku) === doc.id) this.bySku.delete(old.sku);
+		}
 		this.docs.set(doc.id, doc);
+		this.bySku.set(doc.sku, doc.id);
 		this.text.add(doc);
 	}
 
 	remove(id: string): void {
-		if (!this.docs.has(id)) return;
+		const old = this.docs.get(id);
+		if (!old) return;
 		this.text.discard(id);
 		this.docs.delete(id);
+		if (this.bySku.get(old.sku) === id) this.bySku.delete(old.sku);
 	}
 
 	/** Non-text fields (stock, rating) change without re-indexing the text. */
@@ -99,14 +111,20 @@ export class ProductSearchIndex {
 		if (doc) this.docs.set(id, { ...doc, ...fields });
 	}
 
+	/** The documents of one category (to restate them when the category is renamed). */
+	inCategory(categoryId: string): SearchDoc[] {
+		return [...this.docs.values()].filter(d => d.categoryId === categoryId);
+	}
+
 	findBySku(sku: string): SearchDoc | undefined {
-		for (const d of this.docs.values()) if (d.sku === sku) return d;
-		return undefined;
+		const id = this.bySku.get(sku);
+		return id === undefined ? undefined : this.docs.get(id);
 	}
 
 	clear(): void {
 		this.text.removeAll();
 		this.docs.clear();
+		this.bySku.clear();
 	}
 
 	search(query: SearchQuery): SearchResult {
@@ -122,7 +140,7 @@ export class ProductSearchIndex {
 		}
 
 		const passes = (doc: SearchDoc, except?: Dimension) =>
-			(except === "category" || !query.category || doc.categoryId === query.category || doc.categorySlug === query.category) &&
+			(except === "category" || !query.category || (query.categoryIds ? query.categoryIds.has(doc.categoryId) : doc.categoryId === query.category || doc.categorySlug === query.category)) &&
 			(except === "brand" || !query.brand || doc.brand.toLowerCase() === query.brand.toLowerCase()) &&
 			(except === "price" || query.minPrice === undefined || doc.priceAmount >= query.minPrice) &&
 			(except === "price" || query.maxPrice === undefined || doc.priceAmount <= query.maxPrice) &&

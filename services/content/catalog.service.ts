@@ -1,23 +1,29 @@
 /**
  * Catalog: products, categories, prices (minor units) and rating summaries. Every change records
- * a catalog.product.* event in the same transaction (outbox). Product pages add live rating and
- * availability, degrading to null when the reviews or warehouse service cannot answer.
+ * a catalog.product.* / catalog.category.* event in the same transaction (outbox). Product pages
+ * add live rating and availability, degrading to null when the reviews or warehouse service
+ * cannot answer. Categories (a tree) live in catalog-categories.mixin.ts, bulk import and export
+ * in catalog-bulk.mixin.ts.
  */
 import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, Op, type Transaction, type WhereOptions } from "sequelize";
 import { config } from "../../config";
 import { isAdmin } from "../../lib/access";
+import { categorySnapshot } from "../../lib/catalog/categories";
 import { DEMO_CATEGORIES, DEMO_PRODUCTS } from "../../lib/catalog/demo-data";
 import { type ProductInput, type ProductRecord, checkAttributes, createParams, newProductRecord, productChanges, productSnapshot, productView, updateParams } from "../../lib/catalog/product";
 import { PRODUCT_SORTS, type ProductSort, checkPriceRange, clampPaging, sortOrder, withDescendants } from "../../lib/catalog/query";
-import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
+import { ConflictError, NotFoundError } from "../../lib/errors";
 import type { DomainEvent } from "../../lib/events";
 import { AccessMixin } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
 import { widenMoneyColumns } from "../../lib/money";
-import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
+import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
+import { CatalogBulkMixin } from "./catalog-bulk.mixin";
+import { CatalogCategoriesMixin } from "./catalog-categories.mixin";
+import { productRecord as record } from "./catalog-rows";
 
 const migrations: Migration[] = [
 	{
@@ -75,14 +81,20 @@ const migrations: Migration[] = [
 			await qi.sequelize.query("CREATE UNIQUE INDEX products_sku_lower_uq ON products (lower(sku))");
 		},
 	},
+	{
+		name: "i12-001-category-changes",
+		async up(qi, T) {
+			// Category events carry the change time so read models can ignore one that arrives late.
+			await qi.addColumn("categories", "updated_at", { type: T.DATE(3), allowNull: true });
+			await qi.bulkUpdate("categories", { updated_at: new Date() }, {});
+			// Deleting a category asks for its children and its products.
+			await qi.addIndex("categories", ["parent_id"]);
+			await qi.addIndex("products", ["category_id"]);
+		},
+	},
 ];
 
 type Svc = Service & DbMethods & OutboxMethods & { [k: string]: any };
-
-/** A raw row with its JSON columns parsed (SQLite hands them back as text). */
-function record(row: any): ProductRecord {
-	return { ...row, attributes: jsonColumn<Record<string, unknown>>(row.attributes, {}), images: jsonColumn<string[]>(row.images, []) };
-}
 
 const CatalogService: ServiceSchema<any, any, any, Svc> = {
 	name: "catalog",
@@ -115,7 +127,7 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 				),
 				Category: s.define(
 					"Category",
-					{ id: { type: DataTypes.STRING(36), primaryKey: true }, slug: DataTypes.STRING(80), name: DataTypes.STRING(120), parent_id: DataTypes.STRING(36) },
+					{ id: { type: DataTypes.STRING(36), primaryKey: true }, slug: DataTypes.STRING(80), name: DataTypes.STRING(120), parent_id: DataTypes.STRING(36), updated_at: DataTypes.DATE(3) },
 					{ tableName: "categories", timestamps: false },
 				),
 			}),
@@ -123,6 +135,8 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 		OutboxMixin,
 		ConsumerMixin,
 		AccessMixin,
+		CatalogCategoriesMixin,
+		CatalogBulkMixin,
 	],
 
 	settings: {
@@ -213,10 +227,10 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 			params: createParams,
 			async handler(this: Svc, ctx: Context<ProductInput, any>) {
 				checkAttributes(ctx.params.attributes);
-				await this.requireCategory(ctx.params.categoryId);
 				const product = newProductRecord(ctx.params, randomUUID(), new Date());
 				try {
 					await this.transaction(async (t: Transaction) => {
+						await this.requireCategory(ctx.params.categoryId, t);
 						await this.models.Product.create({ ...product }, { transaction: t });
 						await this.recordProduct(t, "catalog.product.created", product);
 					});
@@ -237,8 +251,8 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 			async handler(this: Svc, ctx: Context<Partial<ProductInput> & { id: string }>) {
 				const { id, ...patch } = ctx.params;
 				checkAttributes(patch.attributes);
-				if (patch.categoryId !== undefined) await this.requireCategory(patch.categoryId);
 				return this.transaction(async (t: Transaction) => {
+					if (patch.categoryId !== undefined) await this.requireCategory(patch.categoryId, t);
 					const [n] = await this.models.Product.update(productChanges(patch, new Date()), { where: { id, status: { [Op.ne]: "archived" } }, transaction: t });
 					if (!n) throw new NotFoundError("Product", "PRODUCT_NOT_FOUND");
 					const product = record(await this.models.Product.findByPk(id, { transaction: t, raw: true }));
@@ -284,12 +298,6 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 		async allCategories(this: Svc) {
 			const rows: any[] = await this.models.Category.findAll({ raw: true });
 			return rows.map(c => ({ id: c.id, slug: c.slug, name: c.name, parentId: c.parent_id }));
-		},
-
-		async requireCategory(this: Svc, id: string) {
-			if (!(await this.models.Category.findByPk(id))) {
-				throw new UnprocessableError("Unknown category", "VALIDATION_ERROR", [{ field: "categoryId", message: "no such category" }]);
-			}
 		},
 
 		async recordProduct(this: Svc, t: Transaction, name: "catalog.product.created" | "catalog.product.updated", product: ProductRecord) {
@@ -338,7 +346,9 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 			const existingCategories = new Set((await this.models.Category.findAll({ attributes: ["id"], transaction: t, raw: true })).map((r: any) => r.id));
 			for (const c of DEMO_CATEGORIES) {
 				if (existingCategories.has(c.id)) continue;
-				await this.models.Category.create({ id: c.id, slug: c.slug, name: c.name, parent_id: c.parentSlug ? bySlug.get(c.parentSlug)!.id : null }, { transaction: t });
+				const category = { id: c.id, slug: c.slug, name: c.name, parent_id: c.parentSlug ? bySlug.get(c.parentSlug)!.id : null, updated_at: new Date() };
+				await this.models.Category.create(category, { transaction: t });
+				await this.recordEvent(t, "catalog.category.created", categorySnapshot(category));
 				categories++;
 			}
 			const existing = new Set((await this.models.Product.findAll({ attributes: ["sku"], transaction: t, raw: true })).map((r: any) => r.sku));

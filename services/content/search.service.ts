@@ -1,14 +1,17 @@
 /**
- * Search: a read model of the catalog built only from events (products, stock, ratings) plus a
- * `reindex` that rebuilds it from the catalog. Documents persist in the service's own database;
+ * Search: a read model of the catalog built only from events (products, categories, stock,
+ * ratings) plus a `reindex` that rebuilds it from the catalog. Categories give documents their
+ * current slug and name (facets follow a rename) and a category filter its sub-categories. Documents persist in the service's own database;
  * each replica keeps an in-memory index and follows the table, so all replicas converge within a
  * second whichever of them handled an event.
  */
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, Op, type Transaction } from "sequelize";
 import { config } from "../../config";
+import { serviceAppears } from "../../lib/await-service";
+import { withDescendants } from "../../lib/catalog/query";
+import type { CategorySnapshot, DomainEvent, ProductSnapshot } from "../../lib/events";
 import { clampPaging } from "../../lib/paging";
-import type { DomainEvent, ProductSnapshot } from "../../lib/events";
 import { ProductSearchIndex, type SearchDoc, type SearchSort } from "../../lib/search/search-index";
 import { AccessMixin } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
@@ -42,14 +45,43 @@ const migrations: Migration[] = [
 		},
 	},
 	...inboxMigrations,
+	{
+		name: "i12-001-search-categories",
+		async up(qi, T) {
+			// The category tree as the catalog's events describe it; a deleted one stays as a tombstone so a late update cannot bring it back.
+			await qi.createTable("search_categories", {
+				id: { type: T.STRING(36), primaryKey: true },
+				slug: { type: T.STRING(80), allowNull: false },
+				name: { type: T.STRING(120), allowNull: false },
+				parent_id: { type: T.STRING(36), allowNull: true },
+				deleted: { type: T.BOOLEAN, allowNull: false },
+				source_updated_at: { type: T.STRING(32), allowNull: false },
+				updated_at: { type: T.DATE(3), allowNull: false },
+			});
+			await qi.addIndex("search_categories", ["updated_at"]);
+		},
+	},
 ];
 
 const SORTS: SearchSort[] = ["relevance", "price", "-price", "name", "-name", "-createdAt", "-rating"];
 /** Rows committed in the same millisecond as the last poll are read again rather than missed. */
 const POLL_OVERLAP_MS = 2000;
 
+interface CategoryRow {
+	id: string;
+	slug: string;
+	name: string;
+	parent_id: string | null;
+	deleted: boolean | number;
+	source_updated_at: string;
+}
+
 type Svc = Service & DbMethods & {
 	index: ProductSearchIndex;
+	/** What each product's document was last built from (`status@source_updated_at`), so a poll that reads it again skips it. */
+	appliedDocs: Map<string, string>;
+	/** Live categories by id. */
+	categories: Map<string, { id: string; slug: string; name: string; parentId: string | null }>;
 	stock: Map<string, boolean>;
 	ratings: Map<string, { average: number; count: number }>;
 	lastPoll: Date;
@@ -98,6 +130,11 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 			models: s => ({
 				Document: s.define("SearchDocument", { id: { type: DataTypes.STRING(36), primaryKey: true }, sku: DataTypes.STRING(64), status: DataTypes.STRING(16), doc: DataTypes.JSON, source_updated_at: DataTypes.STRING(32), updated_at: DataTypes.DATE(3) }, { tableName: "search_documents", timestamps: false }),
 				Stock: s.define("SearchStock", { sku: { type: DataTypes.STRING(64), primaryKey: true }, in_stock: DataTypes.BOOLEAN, updated_at: DataTypes.DATE(3) }, { tableName: "search_stock", timestamps: false }),
+				Category: s.define(
+					"SearchCategory",
+					{ id: { type: DataTypes.STRING(36), primaryKey: true }, slug: DataTypes.STRING(80), name: DataTypes.STRING(120), parent_id: DataTypes.STRING(36), deleted: DataTypes.BOOLEAN, source_updated_at: DataTypes.STRING(32), updated_at: DataTypes.DATE(3) },
+					{ tableName: "search_categories", timestamps: false },
+				),
 				Rating: s.define("SearchRating", { product_id: { type: DataTypes.STRING(36), primaryKey: true }, average: DataTypes.FLOAT, count: DataTypes.INTEGER, updated_at: DataTypes.DATE(3) }, { tableName: "search_ratings", timestamps: false }),
 			}),
 		}),
@@ -124,7 +161,7 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 			handler(this: Svc, ctx: Context<any>) {
 				const p = ctx.params;
 				const { page, pageSize } = clampPaging(p.page, p.pageSize);
-				const result = this.index.search({ ...p, page, pageSize });
+				const result = this.index.search({ ...p, categoryIds: p.category ? this.categoryFilter(p.category) : undefined, page, pageSize });
 				return { ...result, items: result.items.map(publicItem) };
 			},
 		},
@@ -157,6 +194,15 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 			await this.models.Document.update({ status: "archived", updated_at: new Date() }, { where: { id: e.productId }, transaction: t });
 			t.afterCommit(() => this.index.remove(e.productId));
 		},
+		"catalog.category.created"(this: Svc, e: DomainEvent<"catalog.category.created">, t: Transaction) {
+			return this.storeCategory(e, false, t);
+		},
+		"catalog.category.updated"(this: Svc, e: DomainEvent<"catalog.category.updated">, t: Transaction) {
+			return this.storeCategory(e, false, t);
+		},
+		"catalog.category.deleted"(this: Svc, e: DomainEvent<"catalog.category.deleted">, t: Transaction) {
+			return this.storeCategory({ categoryId: e.categoryId, slug: e.slug, name: e.slug, parentId: null, updatedAt: e.updatedAt }, true, t);
+		},
 		async "warehouse.stock.changed"(this: Svc, e: DomainEvent<"warehouse.stock.changed">, t: Transaction) {
 			const inStock = e.totalAvailable > 0;
 			await this.models.Stock.upsert({ sku: e.sku, in_stock: inStock, updated_at: new Date() }, { transaction: t });
@@ -179,11 +225,45 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 			t.afterCommit(() => this.applyDocument(row));
 		},
 
-		applyDocument(this: Svc, row: { id: string; status: string; doc: SearchDoc }) {
+		/** Keeps the newest state of a category (a deletion is a state too); an older one arriving late changes nothing. */
+		async storeCategory(this: Svc, c: CategorySnapshot, deleted: boolean, t: Transaction) {
+			const existing: any = await this.models.Category.findByPk(c.categoryId, { transaction: t, raw: true });
+			if (existing && existing.source_updated_at > c.updatedAt) return;
+			const row: CategoryRow = { id: c.categoryId, slug: c.slug, name: c.name, parent_id: c.parentId, deleted, source_updated_at: c.updatedAt };
+			await this.models.Category.upsert({ ...row, updated_at: new Date() }, { transaction: t });
+			t.afterCommit(() => this.applyCategory(row));
+		},
+
+		/** A category's new slug, name or place: the documents in it show the new slug and name (facets, text). */
+		applyCategory(this: Svc, row: CategoryRow) {
+			if (row.deleted) this.categories.delete(row.id);
+			else this.categories.set(row.id, { id: row.id, slug: row.slug, name: row.name, parentId: row.parent_id });
+			const current = this.categories.get(row.id);
+			if (!current) return;
+			for (const doc of this.index.inCategory(row.id)) {
+				if (doc.categorySlug !== current.slug || doc.categoryName !== current.name) this.index.upsert({ ...doc, categorySlug: current.slug, categoryName: current.name });
+			}
+		},
+
+		/** The ids a category filter covers (the category and its sub-categories), or undefined for a category this index does not know. */
+		categoryFilter(this: Svc, category: string): ReadonlySet<string> | undefined {
+			const all = [...this.categories.values()];
+			const root = this.categories.get(category) ?? all.find(c => c.slug === category);
+			return root ? new Set(withDescendants(root.id, all)) : undefined;
+		},
+
+		applyDocument(this: Svc, row: { id: string; status: string; doc: SearchDoc; source_updated_at?: string }) {
+			// The poll re-reads what this replica applied a moment ago: re-indexing its text again would be wasted work.
+			const version = `${row.status}@${row.source_updated_at ?? ""}`;
+			if (row.source_updated_at && this.appliedDocs.get(row.id) === version) return;
+			this.appliedDocs.set(row.id, version);
 			if (row.status !== "active") return this.index.remove(row.id);
 			const rating = this.ratings.get(row.id);
+			const category = this.categories.get(row.doc.categoryId);
 			this.index.upsert({
 				...row.doc,
+				// The category as it is now, even if the product's snapshot predates a rename.
+				...(category && { categorySlug: category.slug, categoryName: category.name }),
 				inStock: this.stock.get(row.doc.sku) ?? false,
 				ratingAverage: rating?.average ?? row.doc.ratingAverage,
 				ratingCount: rating?.count ?? row.doc.ratingCount,
@@ -191,6 +271,8 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 		},
 
 		applyStock(this: Svc, sku: string, inStock: boolean) {
+			// Documents take their stock from this map when they are (re)built, so an unchanged value has nothing to change.
+			if (this.stock.get(sku) === inStock) return;
 			this.stock.set(sku, inStock);
 			const doc = this.index.findBySku(sku);
 			if (doc) this.index.patch(doc.id, { inStock });
@@ -206,21 +288,36 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 			const since = this.lastPoll;
 			const now = new Date();
 			const where = { updated_at: { [Op.gte]: since } };
-			const [stock, ratings, docs] = await Promise.all([
+			const [categories, stock, ratings, docs] = await Promise.all([
+				this.models.Category.findAll({ where, raw: true }),
 				this.models.Stock.findAll({ where, raw: true }),
 				this.models.Rating.findAll({ where, raw: true }),
 				this.models.Document.findAll({ where, raw: true }),
 			]);
+			for (const c of categories as any[]) this.applyCategory(c);
 			for (const s of stock as any[]) this.applyStock(s.sku, Boolean(s.in_stock));
 			for (const r of ratings as any[]) this.applyRating(r.product_id, { average: r.average, count: r.count });
 			for (const d of docs as any[]) this.applyDocument({ ...d, doc: typeof d.doc === "string" ? JSON.parse(d.doc) : d.doc });
 			this.lastPoll = new Date(now.getTime() - POLL_OVERLAP_MS);
 		},
 
+		async fillCategories(this: Svc) {
+			if (!(await serviceAppears(this.broker, "catalog", 30_000, () => this.pollTimer === undefined))) return;
+			if (this.categories.size) return;
+			const { items }: { items: CategorySnapshot[] } = await this.broker.call("catalog.categorySnapshots", {}, { timeout: 10_000 });
+			for (const c of items) await this.transaction(t => this.storeCategory(c, false, t));
+		},
+
 		/** Rebuilds every document from the catalog (active products), then follows events again. */
 		async rebuildFromCatalog(this: Svc, ctx: Context): Promise<number> {
-			const categories: { items: { id: string; slug: string; name: string }[] } = await ctx.call("catalog.categories");
-			const bySlug = new Map(categories.items.map(c => [c.id, c]));
+			const categories: { items: CategorySnapshot[] } = await ctx.call("catalog.categorySnapshots");
+			for (const c of categories.items) await this.transaction(t => this.storeCategory(c, false, t));
+			// Categories this index knows and the catalog no longer has were deleted while it was not listening.
+			const live = new Set(categories.items.map(c => c.categoryId));
+			for (const gone of [...this.categories.values()].filter(c => !live.has(c.id))) {
+				await this.transaction(t => this.storeCategory({ categoryId: gone.id, slug: gone.slug, name: gone.name, parentId: null, updatedAt: new Date().toISOString() }, true, t));
+			}
+			const bySlug = new Map(categories.items.map(c => [c.categoryId, c]));
 			let page = 1;
 			let indexed = 0;
 			for (;;) {
@@ -256,6 +353,8 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 
 	async started(this: Svc) {
 		this.index = new ProductSearchIndex();
+		this.categories = new Map();
+		this.appliedDocs = new Map();
 		this.stock = new Map();
 		this.ratings = new Map();
 		this.lastPoll = new Date(0);
@@ -264,6 +363,10 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 			this.followTable().catch((err: Error) => this.logger.warn("Search index refresh failed; retrying", err.message));
 		}, this.settings.pollIntervalMs);
 		this.pollTimer.unref();
+		// A category tree this index has never heard of (it predates category events) comes from the catalog.
+		if (this.categories.size === 0) {
+			this.fillCategories().catch((err: Error) => this.logger.info(`Categories not loaded from the catalog (${err.message}); events will bring them`));
+		}
 		// A fresh index of an existing catalog (embedded first start, new cluster) fills itself.
 		if (this.index.size === 0 && config().SEED_DEMO) {
 			this.broker
@@ -276,6 +379,7 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 
 	stopped(this: Svc) {
 		if (this.pollTimer) clearInterval(this.pollTimer);
+		this.pollTimer = undefined;
 	},
 };
 

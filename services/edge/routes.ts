@@ -17,6 +17,9 @@ export const PUBLIC_ROUTES: Record<string, string> = {
 
 	// Catalog, search, reviews
 	"GET /categories": "catalog.categories",
+	"POST /categories": "catalog.createCategory",
+	"PATCH /categories/:id": "catalog.updateCategory",
+	"DELETE /categories/:id": "catalog.deleteCategory",
 	"GET /products": "catalog.list",
 	"GET /products/:id": "catalog.get",
 	"POST /products": "catalog.create",
@@ -48,6 +51,9 @@ export const PUBLIC_ROUTES: Record<string, string> = {
 	// Payments, inventory, fulfillment
 	"GET /admin/payments": "payments.list",
 	"POST /admin/payments/:id/refund": "payments.adminRefund",
+	"GET /admin/warehouses": "warehouse.listWarehouses",
+	"POST /admin/warehouses": "warehouse.createWarehouse",
+	"PATCH /admin/warehouses/:id": "warehouse.updateWarehouse",
 	"GET /admin/inventory/:sku": "warehouse.stock",
 	"PUT /admin/inventory/:sku": "warehouse.setOnHand",
 	"GET /admin/fulfillments": "fulfillment.list",

@@ -1,15 +1,19 @@
 /**
- * Shipping: rate quotes (lib/shipping/rates, by weight and destination), shipments with tracking
- * numbers, and their tracking events (a delivery arrives as fulfillment.fulfillment.delivered).
+ * Shipping: rate quotes (lib/shipping/rates, by weight, origin and destination), shipments with
+ * tracking numbers, and their tracking events (a delivery arrives as fulfillment.fulfillment.delivered).
+ * Origins are the countries of the active warehouses, a read model fed by warehouse.warehouse.*
+ * events and kept in memory, so a quote costs no query and no call.
  */
 import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, Op, type Transaction } from "sequelize";
 import { config } from "../../config";
+import { serviceAppears } from "../../lib/await-service";
 import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
 import type { DomainEvent } from "../../lib/events";
 import { faultPoint } from "../../lib/faults";
-import { shippingRates } from "../../lib/shipping/rates";
+import type { WarehouseSnapshot } from "../../lib/events";
+import { nearestOrigin, shippingRates } from "../../lib/shipping/rates";
 import { isTrackingNumber, newTrackingNumber } from "../../lib/shipping/tracking";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
@@ -54,9 +58,24 @@ const migrations: Migration[] = [
 			await qi.addIndex("shipments", ["fulfillment_id"], { unique: true, name: "shipments_one_per_fulfillment" });
 		},
 	},
+	{
+		name: "i12-001-shipping-origins",
+		async up(qi, T) {
+			// Where parcels can leave from: one row per warehouse, from warehouse.warehouse.* events.
+			await qi.createTable("shipping_origins", {
+				warehouse_id: { type: T.STRING(64), primaryKey: true },
+				country: { type: T.STRING(2), allowNull: true },
+				active: { type: T.BOOLEAN, allowNull: false },
+				source_updated_at: { type: T.STRING(32), allowNull: false },
+			});
+		},
+	},
 ];
 
-type Svc = Service & DbMethods & { [k: string]: any };
+type Svc = Service & DbMethods & { origins: string[]; originsTimer?: NodeJS.Timeout; [k: string]: any };
+
+/** The origin of quotes while no active warehouse has an address yet: the tariff's home. */
+export const DEFAULT_ORIGIN = "US";
 
 interface ShipmentParams {
 	fulfillmentId: string;
@@ -100,6 +119,11 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 					"TrackingEvent",
 					{ id: { type: DataTypes.STRING(36), primaryKey: true }, shipment_id: DataTypes.STRING(36), status: DataTypes.STRING(20), at: DataTypes.DATE(3) },
 					{ tableName: "tracking_events", timestamps: false },
+				),
+				Origin: s.define(
+					"ShippingOrigin",
+					{ warehouse_id: { type: DataTypes.STRING(64), primaryKey: true }, country: DataTypes.STRING(2), active: DataTypes.BOOLEAN, source_updated_at: DataTypes.STRING(32) },
+					{ tableName: "shipping_origins", timestamps: false },
 				),
 			}),
 		}),
@@ -184,6 +208,12 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 	},
 
 	subscriptions: {
+		"warehouse.warehouse.created"(this: Svc, e: DomainEvent<"warehouse.warehouse.created">, t: Transaction) {
+			return this.storeOrigin(e, t);
+		},
+		"warehouse.warehouse.updated"(this: Svc, e: DomainEvent<"warehouse.warehouse.updated">, t: Transaction) {
+			return this.storeOrigin(e, t);
+		},
 		async "fulfillment.fulfillment.delivered"(this: Svc, e: DomainEvent<"fulfillment.fulfillment.delivered">, t: Transaction) {
 			const s: any = await this.models.Shipment.findOne({ where: { fulfillment_id: e.fulfillmentId }, transaction: t, raw: true });
 			if (!s) {
@@ -197,7 +227,31 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 
 	methods: {
 		rates(this: Svc, country: string, weightGrams: number, subtotal: number) {
-			return shippingRates({ weightGrams, country, subtotal, freeShippingThreshold: config().FREE_SHIPPING_THRESHOLD_CENTS });
+			const origin = nearestOrigin(this.origins, country) ?? DEFAULT_ORIGIN;
+			return shippingRates({ weightGrams, origin, country, subtotal, freeShippingThreshold: config().FREE_SHIPPING_THRESHOLD_CENTS });
+		},
+
+		/** Keeps the newest snapshot of a warehouse; an older one arriving late changes nothing. */
+		async storeOrigin(this: Svc, w: WarehouseSnapshot, t?: Transaction) {
+			const existing: any = await this.models.Origin.findByPk(w.warehouseId, { transaction: t, raw: true });
+			if (existing && existing.source_updated_at > w.updatedAt) return;
+			await this.models.Origin.upsert({ warehouse_id: w.warehouseId, country: w.country, active: w.active, source_updated_at: w.updatedAt }, { transaction: t });
+			if (t) t.afterCommit(() => this.loadOrigins());
+		},
+
+		/** The distinct countries of the active warehouses, into memory (replicas converge by polling the table). */
+		async loadOrigins(this: Svc) {
+			const rows: any[] = await this.models.Origin.findAll({ where: { active: true }, raw: true });
+			this.origins = [...new Set(rows.map(r => r.country).filter(Boolean) as string[])].sort();
+		},
+
+		/** An empty read model in a cluster whose warehouses predate it fills itself from the warehouse service. */
+		async fillOrigins(this: Svc) {
+			if ((await this.models.Origin.count()) > 0) return;
+			if (!(await serviceAppears(this.broker, "warehouse", 30_000, () => this.originsTimer === undefined))) return;
+			const { items }: { items: WarehouseSnapshot[] } = await this.broker.call("warehouse.warehouseSnapshots", {}, { timeout: 10_000 });
+			for (const w of items) await this.transaction((t: Transaction) => this.storeOrigin(w, t));
+			if (items.length) this.logger.info(`Shipping origins loaded from the warehouse service: ${items.length} warehouses`);
 		},
 
 		replay(this: Svc, prior: any, key: string, hash: string) {
@@ -225,6 +279,21 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 			faultPoint("shipping.createShipment");
 			return { trackingNumber: shipment.tracking_number };
 		},
+	},
+
+	async started(this: Svc) {
+		this.origins = [];
+		await this.loadOrigins();
+		this.originsTimer = setInterval(() => {
+			this.loadOrigins().catch((err: Error) => this.logger.warn("Shipping origins refresh failed; retrying", err.message));
+		}, 5000);
+		this.originsTimer.unref();
+		this.fillOrigins().catch((err: Error) => this.logger.info(`Shipping origins not loaded from the warehouse service (${err.message}); events will bring them`));
+	},
+
+	stopped(this: Svc) {
+		if (this.originsTimer) clearInterval(this.originsTimer);
+		this.originsTimer = undefined;
 	},
 };
 

@@ -2,21 +2,24 @@
  * Warehouse: stock per (sku, warehouse), reservations that take all lines or none, a ledger of
  * stock movements, and expiry of forgotten reservations. Every quantity change is a conditional
  * UPDATE inside one transaction, recorded as a movement in that transaction, so concurrent
- * checkouts can never oversell or drive stock below zero.
+ * checkouts can never oversell or drive stock below zero. Only active warehouses take new
+ * reservations. Managing warehouses and bulk stock live in warehouse-admin.mixin.ts.
  */
 import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { DataTypes, Op, type Transaction } from "sequelize";
+import { DataTypes, Op, QueryTypes, type Transaction } from "sequelize";
 import { config } from "../../config";
 import { DEMO_PRODUCTS } from "../../lib/catalog/demo-data";
 import { SKU_RULE } from "../../lib/catalog/product";
 import { ConflictError, NotFoundError } from "../../lib/errors";
 import { faultPoint } from "../../lib/faults";
 import { type Allocation, allocate, bySkuThenWarehouse } from "../../lib/inventory/allocation";
+import { DEMO_WAREHOUSES, totalAvailable, warehouseColumns, warehouseSnapshot } from "../../lib/inventory/warehouses";
 import { AccessMixin } from "../../mixins/access.mixin";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
 import { IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
+import { WarehouseAdminMixin } from "./warehouse-admin.mixin";
 
 const migrations: Migration[] = [
 	{
@@ -67,16 +70,24 @@ const migrations: Migration[] = [
 			await qi.addIndex("reservations", ["idempotency_key"], { unique: true, name: "reservations_idempotency_key" });
 		},
 	},
+	{
+		name: "i12-001-warehouse-details",
+		async up(qi, T) {
+			// A warehouse has an address (its country is the shipping origin) and can be switched off.
+			for (const column of ["line1", "line2", "city", "postal_code", "country"]) await qi.addColumn("warehouses", column, { type: T.STRING(column === "country" ? 2 : 200), allowNull: true });
+			await qi.addColumn("warehouses", "active", { type: T.BOOLEAN, allowNull: false, defaultValue: true });
+			await qi.addColumn("warehouses", "created_at", { type: T.DATE(3), allowNull: true });
+			await qi.addColumn("warehouses", "updated_at", { type: T.DATE(3), allowNull: true });
+			// The demo warehouses of earlier versions get the addresses the demo data now gives them.
+			for (const w of DEMO_WAREHOUSES) await qi.bulkUpdate("warehouses", { ...warehouseColumns(w.address), updated_at: new Date() }, { id: w.id });
+		},
+	},
 ];
 
 type Svc = Service & DbMethods & OutboxMethods & IdempotencyMethods & { [k: string]: any };
 type Line = { sku: string; quantity: number };
 const key = "string|min:1|max:255";
 const orderId = "string|min:1|max:36";
-const DEMO_WAREHOUSES = [
-	{ id: "wh-east", name: "East (Newark)" },
-	{ id: "wh-west", name: "West (Reno)" },
-];
 
 const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 	name: "warehouse",
@@ -86,7 +97,22 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 			migrations,
 			models: s => ({
 				Stock: s.define("Stock", { sku: { type: DataTypes.STRING(64), primaryKey: true }, warehouse_id: { type: DataTypes.STRING(36), primaryKey: true }, on_hand: DataTypes.INTEGER, reserved: DataTypes.INTEGER }, { tableName: "stock", timestamps: false }),
-				Warehouse: s.define("Warehouse", { id: { type: DataTypes.STRING(36), primaryKey: true }, name: DataTypes.STRING(100) }, { tableName: "warehouses", timestamps: false }),
+				Warehouse: s.define(
+					"Warehouse",
+					{
+						id: { type: DataTypes.STRING(36), primaryKey: true },
+						name: DataTypes.STRING(100),
+						line1: DataTypes.STRING(200),
+						line2: DataTypes.STRING(200),
+						city: DataTypes.STRING(200),
+						postal_code: DataTypes.STRING(200),
+						country: DataTypes.STRING(2),
+						active: DataTypes.BOOLEAN,
+						created_at: DataTypes.DATE(3),
+						updated_at: DataTypes.DATE(3),
+					},
+					{ tableName: "warehouses", timestamps: false },
+				),
 				Reservation: s.define("Reservation", { id: { type: DataTypes.STRING(36), primaryKey: true }, order_id: DataTypes.STRING(36), idempotency_key: DataTypes.STRING(255), status: DataTypes.STRING(16), expires_at: DataTypes.DATE(3), created_at: DataTypes.DATE(3) }, { tableName: "reservations", timestamps: false }),
 				Line: s.define("ReservationLine", { reservation_id: { type: DataTypes.STRING(36), primaryKey: true }, sku: { type: DataTypes.STRING(64), primaryKey: true }, warehouse_id: { type: DataTypes.STRING(36), primaryKey: true }, quantity: DataTypes.INTEGER }, { tableName: "reservation_lines", timestamps: false }),
 				Movement: s.define("StockMovement", { id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true }, sku: DataTypes.STRING(64), warehouse_id: DataTypes.STRING(36), delta_on_hand: DataTypes.INTEGER, delta_reserved: DataTypes.INTEGER, reason: DataTypes.STRING(20), reference: DataTypes.STRING(64), created_at: DataTypes.DATE(3) }, { tableName: "stock_movements", timestamps: false }),
@@ -95,6 +121,7 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 		IdempotencyMixin,
 		OutboxMixin,
 		AccessMixin,
+		WarehouseAdminMixin,
 	],
 
 	/** Tests shorten both; the design's 15 minutes otherwise. */
@@ -184,7 +211,8 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 				return await this.transaction(async (t: Transaction) => {
 					const skus = [...new Set(lines.map(l => l.sku))].sort();
 					// Locked in one order (sku, warehouse) so the plan holds to the commit and reservations never deadlock.
-					const rows: any[] = await this.models.Stock.findAll({ where: { sku: { [Op.in]: skus } }, order: [["sku", "ASC"], ["warehouse_id", "ASC"]], transaction: t, lock: t.LOCK.UPDATE, raw: true });
+					// Inactive warehouses take no new reservations (API.md); what they hold already stays reserved.
+					const rows: any[] = await this.models.Stock.findAll({ where: { sku: { [Op.in]: skus }, warehouse_id: { [Op.in]: this.activeWarehouseIds() } }, order: [["sku", "ASC"], ["warehouse_id", "ASC"]], transaction: t, lock: t.LOCK.UPDATE, raw: true });
 					const levels = rows.map(r => ({ sku: r.sku, warehouseId: r.warehouse_id, available: r.on_hand - r.reserved }));
 					const plan = allocate(lines, levels);
 					if (!plan.ok) throw new ConflictError("Not enough stock", "OUT_OF_STOCK", plan.short);
@@ -288,14 +316,19 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 		},
 
 		async stockChanged(this: Svc, t: Transaction, sku: string, warehouseId: string) {
-			const rows: any[] = await this.models.Stock.findAll({ where: { sku }, transaction: t, raw: true });
+			const rows: any[] = await this.sequelize.query("SELECT s.warehouse_id, s.on_hand, s.reserved, w.active FROM stock s LEFT JOIN warehouses w ON w.id = s.warehouse_id WHERE s.sku = :sku", { replacements: { sku }, transaction: t, type: QueryTypes.SELECT });
 			const here = rows.find(r => r.warehouse_id === warehouseId);
-			const totalAvailable = rows.reduce((n, r) => n + r.on_hand - r.reserved, 0);
-			await this.recordEvent(t, "warehouse.stock.changed", { sku, warehouseId, onHand: here?.on_hand ?? 0, reserved: here?.reserved ?? 0, totalAvailable });
+			await this.recordEvent(t, "warehouse.stock.changed", { sku, warehouseId, onHand: here?.on_hand ?? 0, reserved: here?.reserved ?? 0, totalAvailable: totalAvailable(rows) });
+		},
+
+		/** Ids of the warehouses that take new reservations, as a subquery (lib/inventory/warehouses). */
+		activeWarehouseIds(this: Svc) {
+			return this.sequelize.literal("(SELECT id FROM warehouses WHERE active)");
 		},
 
 		async availabilityOf(this: Svc, skus: string[]) {
-			const rows: any[] = skus.length ? await this.models.Stock.findAll({ where: { sku: { [Op.in]: skus } }, raw: true }) : [];
+			// Only what can still be reserved: stock in an inactive warehouse cannot be bought.
+			const rows: any[] = skus.length ? await this.models.Stock.findAll({ where: { sku: { [Op.in]: skus }, warehouse_id: { [Op.in]: this.activeWarehouseIds() } }, raw: true }) : [];
 			const out: Record<string, { inStock: boolean; quantity: number }> = {};
 			for (const sku of skus) {
 				const quantity = rows.filter(r => r.sku === sku).reduce((n, r) => n + r.on_hand - r.reserved, 0);
@@ -323,7 +356,12 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 		async seedDemoStock(this: Svc) {
 			let rows = 0;
 			await this.transaction(async (t: Transaction) => {
-				for (const w of DEMO_WAREHOUSES) await this.models.Warehouse.findOrCreate({ where: { id: w.id }, defaults: w, transaction: t });
+				for (const w of DEMO_WAREHOUSES) {
+					const now = new Date();
+					const row = { id: w.id, name: w.name, ...warehouseColumns(w.address), active: true, created_at: now, updated_at: now };
+					const [, created] = await this.models.Warehouse.findOrCreate({ where: { id: w.id }, defaults: row, transaction: t });
+					if (created) await this.recordEvent(t, "warehouse.warehouse.created", warehouseSnapshot(row));
+				}
 				for (const [i, p] of DEMO_PRODUCTS.entries()) {
 					// Deterministic levels; every 17th product is sold out for realism.
 					const levels: [string, number][] = i % 17 === 16 ? [["wh-east", 0], ["wh-west", 0]] : [["wh-east", 20 + ((i * 7) % 30)], ["wh-west", 10 + ((i * 5) % 25)]];

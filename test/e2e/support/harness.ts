@@ -132,6 +132,11 @@ export class TestCluster {
 		this.nodes.set(spec.name, node);
 	}
 
+	/** The process ids of the running nodes, by name (for benchmarks reading CPU time from /proc). */
+	pids(): Record<string, number> {
+		return Object.fromEntries([...this.nodes].filter(([, n]) => n.child.exitCode === null && n.child.pid).map(([name, n]) => [name, n.child.pid!]));
+	}
+
 	/** The node's recent output, for a failing test's message. */
 	logs(name?: string): string {
 		const names = name ? [name] : [...this.nodes.keys()];

@@ -436,7 +436,7 @@ describe.each([
 		it("are not in the gateway's route table", () => {
 			const { PUBLIC_ROUTES } = require("../../../services/edge/routes") as typeof import("../../../services/edge/routes");
 			const catalogRoutes = Object.values(PUBLIC_ROUTES).filter(a => a.startsWith("catalog."));
-			expect(catalogRoutes.sort()).toEqual(["catalog.archive", "catalog.categories", "catalog.create", "catalog.get", "catalog.list", "catalog.update"]);
+			expect(catalogRoutes.sort()).toEqual(["catalog.archive", "catalog.categories", "catalog.create", "catalog.createCategory", "catalog.deleteCategory", "catalog.get", "catalog.list", "catalog.update", "catalog.updateCategory"]);
 		});
 
 		it("keeps the rating summary from reviews.review.published, ignoring a late older one", async () => {

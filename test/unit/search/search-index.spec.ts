@@ -57,6 +57,20 @@ describe("ProductSearchIndex", () => {
 		expect(idx.search({ minPrice: 2000, maxPrice: 10000, ...page }).items.map(d => d.id).sort()).toEqual(["1", "3"]);
 	});
 
+	it("filters by the set of category ids a category covers, when the caller knows the tree", () => {
+		const idx = fixture();
+		// "c-home" and "c-outdoor" under one parent: the parent's filter covers both, its facet still counts each leaf.
+		const r = idx.search({ category: "living", categoryIds: new Set(["c-living", "c-home", "c-outdoor"]), ...page });
+		expect(r.items.map(d => d.id).sort()).toEqual(["3", "4"]);
+		expect(r.facets.category).toEqual([
+			{ value: "audio", count: 2 },
+			{ value: "home", count: 1 },
+			{ value: "outdoor", count: 1 },
+		]);
+		expect(idx.search({ category: "c-home", categoryIds: new Set(["c-home"]), ...page }).items.map(d => d.id)).toEqual(["3"]);
+		expect(idx.inCategory("c-audio").map(d => d.id).sort()).toEqual(["1", "2"]);
+	});
+
 	it("counts facets with every filter but their own", () => {
 		const r = fixture().search({ brand: "Aurora", ...page });
 		expect(r.facets.brand).toEqual([

@@ -1,12 +1,28 @@
-import { RATE_TABLE, shippingRates, zoneOf } from "../../../lib/shipping/rates";
+import { RATE_TABLE, nearestOrigin, shippingRates, zoneOf } from "../../../lib/shipping/rates";
 import { isTrackingNumber, newTrackingNumber } from "../../../lib/shipping/tracking";
 
 const usd = (amount: number) => ({ amount, currency: "USD" });
-const quote = (weightGrams: number, country: string, subtotal = 0, freeShippingThreshold = 5000) => shippingRates({ weightGrams, country, subtotal, freeShippingThreshold });
+const quote = (weightGrams: number, country: string, subtotal = 0, freeShippingThreshold = 5000, origin = "US") => shippingRates({ weightGrams, origin, country, subtotal, freeShippingThreshold });
 
 describe("the shipping rate table", () => {
-	it("places countries in zones: the US at home, Canada and Mexico, Europe, the rest of the world", () => {
-		expect(["US", "us", "CA", "MX", "DE", "GB", "CH", "JP", "BR", "AU"].map(zoneOf)).toEqual(["domestic", "domestic", "north-america", "north-america", "europe", "europe", "europe", "world", "world", "world"]);
+	it("places a US warehouse's destinations in zones: at home, Canada and Mexico, Europe, the rest of the world", () => {
+		expect(["US", "us", "CA", "MX", "DE", "GB", "CH", "JP", "BR", "AU"].map(c => zoneOf("US", c))).toEqual(["domestic", "domestic", "regional", "regional", "intercontinental", "intercontinental", "intercontinental", "world", "world", "world"]);
+	});
+
+	it("measures zones from the origin: a German warehouse ships at home to Germany, regionally in Europe, across the Atlantic to America", () => {
+		expect(["DE", "de", "FR", "GB", "CH", "US", "CA", "JP"].map(c => zoneOf("DE", c))).toEqual(["domestic", "domestic", "regional", "regional", "regional", "intercontinental", "intercontinental", "world"]);
+		expect(zoneOf("JP", "JP")).toBe("domestic");
+		expect(zoneOf("JP", "KR")).toBe("world");
+		expect(zoneOf("CA", "MX")).toBe("regional");
+	});
+
+	it("quotes from the warehouse nearest the destination when several could ship", () => {
+		expect(nearestOrigin(["US", "DE"], "FR")).toBe("DE");
+		expect(nearestOrigin(["US", "DE"], "CA")).toBe("US");
+		expect(nearestOrigin(["us", "DE"], "US")).toBe("US");
+		expect(nearestOrigin(["FR", "DE"], "JP")).toBe("DE");
+		expect(nearestOrigin(["FR", "DE"], "IT")).toBe("DE");
+		expect(nearestOrigin([], "US")).toBeUndefined();
 	});
 
 	it("prices a parcel up to 1 kg at the base price and each started kilogram after it at the per-kg price", () => {
@@ -49,6 +65,12 @@ describe("the shipping rate table", () => {
 		]);
 		expect(quote(3000, "US", 100, 100)[0].price).toEqual(usd(0));
 		expect(quote(3000, "FR", 1_000_000)[0].price).toEqual(usd(1999 + 2 * 400));
+	});
+
+	it("makes standard shipping free within the origin's own country, wherever that is", () => {
+		expect(quote(3000, "DE", 5000, 5000, "DE")[0].price).toEqual(usd(0));
+		expect(quote(3000, "FR", 5000, 5000, "DE")[0].price).toEqual(usd(1499 + 2 * 300));
+		expect(quote(3000, "US", 5000, 5000, "DE")[0].price).toEqual(usd(1999 + 2 * 400));
 	});
 });
 
