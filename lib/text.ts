@@ -29,7 +29,7 @@ export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(["__proto__", "constr
 /** Why a string cannot be accepted as sent, or null when it can. */
 export function textProblem(s: string): string | null {
 	const control = CONTROL.exec(s);
-	if (control) return `contains the control character U+${control[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+	if (control) return `must not contain control characters (found U+${control[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")})`;
 	if (LONE_SURROGATE.test(s)) return "must be well-formed Unicode (no lone surrogates)";
 	return null;
 }

@@ -23,6 +23,7 @@
  */
 
 import type { ImportedProduct } from "../catalog/bulk";
+import { textProblem } from "../text";
 
 export const REQUIRED_COLUMNS = ["sku", "name", "brand", "category", "price"] as const;
 export const PRODUCT_COLUMNS = ["sku", "name", "description", "brand", "category", "price", "currency", "weightGrams", "status", "attributes", "images"] as const;
@@ -95,6 +96,13 @@ export function parseRow(header: Header, cells: string[]): ParsedRow {
 	const sku = cell("sku")!.trim();
 	if (cells.length !== header.width) return { ok: false, sku: sku || undefined, reason: `expected ${header.width} columns, found ${cells.length}` };
 	if (!sku) return { ok: false, reason: "sku is empty" };
+	// The platform refuses control characters and lone surrogates in any text (lib/text.ts): a row
+	// holding one is refused here, by itself, instead of failing the whole batch at the validator.
+	const names: [string, number][] = [...Object.entries(header.columns), ...[...header.stock].map(([w, i]) => [`stock:${w}`, i] as [string, number])];
+	for (const [name, i] of names) {
+		const problem = textProblem(cells[i] ?? "");
+		if (problem) return { ok: false, sku: textProblem(sku) ? undefined : sku, reason: `${name} ${problem}` };
+	}
 	const product: ProductFields = { sku };
 	const fail = (reason: string): ParsedRow => ({ ok: false, sku, reason });
 

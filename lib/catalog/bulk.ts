@@ -71,10 +71,10 @@ export function textProblem(input: ProductInput): string | undefined {
 	];
 	for (const [field, value] of lines) {
 		const bad = typeof value === "string" ? forbiddenCharacter(value) : undefined;
-		if (bad) return `${field} contains the control character ${bad}`;
+		if (bad) return `${field} must not contain control characters (found ${bad})`;
 	}
 	const bad = forbiddenCharacter(input.description ?? "", true);
-	return bad ? `description contains the control character ${bad}` : undefined;
+	return bad ? `description must not contain control characters (found ${bad})` : undefined;
 }
 
 /**

@@ -53,7 +53,7 @@ function catalogueFile(): { path: string; bad: { line: number; sku?: string; rea
 		}
 		if (i === 400) {
 			lines.push("FR-BAD-NUL,Nul\u0000Pan,,Hearth,cookware,12.00,500,,,1");
-			bad.push({ line: lines.length, sku: "FR-BAD-NUL", reason: "name contains the control character U+0000" });
+			bad.push({ line: lines.length, sku: "FR-BAD-NUL", reason: "name must not contain control characters (found U+0000)" });
 		}
 	}
 	const path = join(dir, "products.csv");

@@ -83,7 +83,7 @@ describe.each([
 			'unknown category "no-such-category"',
 			'price "1.999" is not an amount like 19.99',
 			"duplicate SKU in the file: first on line 2",
-			"name contains the control character U+0000",
+			"name must not contain control characters (found U+0000)",
 			expect.stringMatching(/status/),
 			expect.stringMatching(/weightGrams/),
 			expect.stringMatching(/sku/),

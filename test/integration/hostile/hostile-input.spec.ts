@@ -321,7 +321,7 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input on %s", db => {
 			for (const a of Object.values(answers)) expect(a.headers["x-content-type-options"]).toBe("nosniff");
 			expect([answers.me.headers["cache-control"], answers.login.headers["cache-control"]]).toEqual(["no-store", "no-store"]);
 			expect(answers.product.headers["cache-control"]).toBeUndefined();
-			expect(answers.docs.headers["content-security-policy"]).toMatch(/default-src 'none'.*frame-ancestors 'none'/);
+			expect(answers.docs.headers["content-security-policy"]).toMatch(/default-src 'self'.*object-src 'none'.*frame-ancestors 'none'/);
 		});
 	});
 

@@ -59,7 +59,7 @@ describe("importing a catalogue file", () => {
 			"KT-3,Mug,Zephyr,kitchen,12.345,,1\n" + // 6: bad price (the file's)
 			"kt-1,Again,Zephyr,kitchen,1.00,,1\n" + // 7: duplicate SKU, any case
 			"KT-4,Pan,Zephyr,kitchen,30,,500\n" + // 8: product in, stock refused
-			"KT-5,Nul\u0000,Zephyr,kitchen,1,,\n" + // 9: reaches the catalog (which refuses control characters)
+			"KT-5,Nul\u0000,Zephyr,kitchen,1,,\n" + // 9: a control character, refused by itself before any call
 			'KT-6,Lid,Zephyr,kitchen,2,"never closed,1\nKT-7,Cup,Zephyr,kitchen,3,,1\n'; // 10-11: a quote never closed
 		const { client, calls } = standIn();
 		const r = await importCatalogue(client, file(text));
@@ -68,12 +68,13 @@ describe("importing a catalogue file", () => {
 			{ line: 6, sku: "KT-3", reason: 'price "12.345" is not an amount like 19.99' },
 			{ line: 7, sku: "kt-1", reason: "duplicate SKU in the file: first on line 2" },
 			{ line: 8, sku: "KT-4", reason: "stock:wh-1: on hand 500 at wh-1 would be below the 101 reserved" },
+			{ line: 9, sku: "KT-5", reason: "name must not contain control characters (found U+0000)" },
 			{ line: 10, reason: expect.stringMatching(/^the CSV cannot be read here: Quote Not Closed/) },
 		]);
-		expect({ rows: r.rows, created: r.created, updated: r.updated, unchanged: r.unchanged, stock: r.stock }).toEqual({ rows: 7, created: 3, updated: 0, unchanged: 0, stock: { set: 1, unchanged: 0 } });
+		expect({ rows: r.rows, created: r.created, updated: r.updated, unchanged: r.unchanged, stock: r.stock }).toEqual({ rows: 7, created: 2, updated: 0, unchanged: 0, stock: { set: 1, unchanged: 0 } });
 		expect(calls.map(c => c.action)).toEqual(["warehouse.listWarehouses", "catalog.importProducts", "warehouse.setStockMany"]);
 		const sent = calls[1].params.rows;
-		expect(sent.map((x: any) => x.line)).toEqual([2, 5, 8, 9]);
+		expect(sent.map((x: any) => x.line)).toEqual([2, 5, 8]);
 		expect(sent[0]).toEqual({ line: 2, product: { sku: "KT-1", name: "Kettle", brand: "Zephyr", category: "kitchen", price: { amount: 4599, currency: "USD" }, description: "two\nlines" } });
 		// Stock goes only with products the catalog took.
 		expect(calls[2].params.items.map((i: any) => [i.line, i.sku, i.onHand])).toEqual([

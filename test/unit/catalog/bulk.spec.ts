@@ -76,12 +76,12 @@ describe("an imported row", () => {
 
 	it("is refused when any text holds a control character, saying where", () => {
 		const reason = (r: ImportedProduct) => (planRow(r, undefined, "c", check) as { reason?: string }).reason;
-		expect(reason(row({ name: "Nul\u0000Kettle" }))).toBe("name contains the control character U+0000");
-		expect(reason(row({ brand: "Ze\u0007phyr" }))).toBe("brand contains the control character U+0007");
-		expect(reason(row({ attributes: { color: "r\u0000ed" } }))).toBe("attributes.color contains the control character U+0000");
-		expect(reason(row({ description: "bad \u0000 byte" }))).toBe("description contains the control character U+0000");
+		expect(reason(row({ name: "Nul\u0000Kettle" }))).toBe("name must not contain control characters (found U+0000)");
+		expect(reason(row({ brand: "Ze\u0007phyr" }))).toBe("brand must not contain control characters (found U+0007)");
+		expect(reason(row({ attributes: { color: "r\u0000ed" } }))).toBe("attributes.color must not contain control characters (found U+0000)");
+		expect(reason(row({ description: "bad \u0000 byte" }))).toBe("description must not contain control characters (found U+0000)");
 		// Line breaks and tabs are fine in a description, and only there.
 		expect(planRow(row({ description: "two\nlines\tand a tab" }), undefined, "c", check).kind).toBe("create");
-		expect(textProblem({ sku: "A", name: "two\nlines", brand: "B", categoryId: "c", price: { amount: 1, currency: "USD" }, weightGrams: 1 })).toBe("name contains the control character U+000A");
+		expect(textProblem({ sku: "A", name: "two\nlines", brand: "B", categoryId: "c", price: { amount: 1, currency: "USD" }, weightGrams: 1 })).toBe("name must not contain control characters (found U+000A)");
 	});
 });
