@@ -55,14 +55,16 @@ it("stops a gateway in the middle of a checkout burst: nothing new answered, the
 			.http("POST", "/api/v1/orders", {
 				token: customer.accessToken,
 				headers: { "idempotency-key": `burst-${i}` },
-				body: { shippingAddress: { line1: "1 Main St", city: "Springfield", postalCode: "12345", country: "US" }, shippingMethod: "standard", paymentToken: "tok_visa", items: [{ productId: DEMO_PRODUCTS[i % 5].id, quantity: 1 }] },
+				// tok_slow answers after 2 s: every checkout of the burst is still in flight when SIGTERM comes.
+				body: { shippingAddress: { line1: "1 Main St", city: "Springfield", postalCode: "12345", country: "US" }, shippingMethod: "standard", paymentToken: "tok_slow", items: [{ productId: DEMO_PRODUCTS[i % 5].id, quantity: 1 }] },
 			})
 			.then(
 				r => (r.status === 201 || r.status === 202 ? r.status : `${r.status} ${r.body?.type}: ${r.body?.message}`),
 				(err: Error) => `error: ${err.message}`,
 			);
 	const burst = Array.from({ length: 16 }, (_, i) => checkout(i));
-	await new Promise(r => setTimeout(r, 400));
+	// "Sent" means the gateway took it: wait until all 16 run there (a fixed pause is not enough on a loaded machine).
+	await cluster.waitUntil(async () => (await gauge("gateway", "node_running_contexts")) >= 16, 15_000, "the whole burst running on the gateway");
 
 	const t0 = Date.now();
 	const exited = cluster.kill("gateway", "SIGTERM").then(() => Date.now() - t0);
