@@ -178,9 +178,16 @@ interface Drive {
 	status: string;
 	data: any;
 	log: Entry[];
-	failure: { step: string; error: ErrorInfo } | null;
+	failure: Failure | null;
 	attempts: number;
 	ctx: Context;
+}
+
+/** What stopped the saga, and the compensations it then planned (step names, last first). */
+interface Failure {
+	step: string;
+	error: ErrorInfo;
+	plan?: string[];
 }
 
 /** What a local waiter (the request that started the saga) asks of its final write. */
@@ -264,12 +271,15 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 			/** The loop: ask the log what is next, do it, note the outcome. Returns the status it left the saga in. */
 			async runDrive(this: Svc, d: Drive): Promise<string> {
 				const spec = specs.get(d.def.name)!;
+				const index = (name: string) => d.def.steps.findIndex(s => s.name === name);
 				try {
 					for (;;) {
-						const next: Decision = decide(spec, d.log, d.epoch, d.status === "COMPENSATING");
+						const plan = d.failure?.plan?.map(index).filter(i => i >= 0);
+						// Only the first drive made every call itself; a drive that took over compensates everything (decide.ts).
+						const next: Decision = decide(spec, d.log, d.epoch, { compensating: d.status === "COMPENSATING", plan, knowsAll: d.epoch === 1 });
 						if (next.next === "step") await this.callStep(d, next.index);
 						else if (next.next === "compensate") {
-							if (d.status !== "COMPENSATING") await this.beginCompensating(d);
+							if (d.status !== "COMPENSATING") await this.beginCompensating(d, next.plan);
 							await this.callCompensation(d, next.index);
 						} else if (next.next === "complete") return await this.settle(d, "COMPLETED");
 						else if (next.next === "compensated") {
@@ -291,7 +301,7 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 				const before = d.log.filter(e => e.phase === "forward" && e.step === step.name && e.epoch === d.epoch).length;
 				// Retries back off: 100 ms, 200 ms, 400 ms … (the callee answers a repeat from its record).
 				if (before) await sleep(Math.min(2000, 100 * 2 ** (before - 1)));
-				await this.ensureLease(d);
+				await this.ensureLease(d, step.timeout);
 				faultPoint(`saga.${d.def.name}.before:${step.name}`);
 				try {
 					const result = await d.ctx.call(step.action, { ...step.params(d.data), idempotencyKey: `${d.id}:${step.name}` }, { timeout: step.timeout, retries: 0 });
@@ -312,7 +322,7 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 				const comp = step.compensate!;
 				const before = d.log.filter(e => e.phase === "compensate" && e.step === step.name && e.epoch === d.epoch).length;
 				if (before) await sleep(Math.min(5000, 200 * 2 ** (before - 1)));
-				await this.ensureLease(d);
+				await this.ensureLease(d, comp.timeout);
 				faultPoint(`saga.${d.def.name}.compensate.before:${step.name}`);
 				try {
 					await d.ctx.call(comp.action, { ...comp.params(d.data), idempotencyKey: `${d.id}:${step.name}:compensate`, stepKey: `${d.id}:${step.name}` }, { timeout: comp.timeout, retries: 0 });
@@ -333,16 +343,17 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 				d.log.push({ step, phase, outcome, epoch: d.epoch, detail, at: new Date(), stored: false });
 			},
 
-			failureOf(this: Svc, d: Drive, failed: number): { step: string; error: ErrorInfo } {
+			failureOf(this: Svc, d: Drive, failed: number): Failure {
 				const step = d.def.steps[failed]?.name ?? "unknown";
 				const last = [...d.log].reverse().find(e => e.phase === "forward" && e.step === step && e.outcome !== "done");
 				return { step, error: (last?.detail as ErrorInfo) ?? { message: "unknown", code: null, type: null } };
 			},
 
-			/** The first compensation is about to run: the saga says so, with what failed and everything it tried (one write). */
-			async beginCompensating(this: Svc, d: Drive) {
+			/** The first compensation is about to run: the saga says so, with what failed, its plan and everything it tried (one write). */
+			async beginCompensating(this: Svc, d: Drive, plan: number[]) {
 				const failed = d.def.steps.findIndex(s => !d.log.some(e => e.phase === "forward" && e.step === s.name && e.outcome === "done"));
 				const failure = (d.failure ??= this.failureOf(d, failed < 0 ? d.def.steps.length - 1 : failed));
+				failure.plan = plan.map(i => d.def.steps[i].name);
 				await this.transition(d, { status: "COMPENSATING", step: Math.max(0, failed), failure });
 				d.status = "COMPENSATING";
 				this.logger.warn(`Saga ${d.def.name} compensating after ${failure.step} failed`, { sagaId: d.id, orderId: d.data?.orderId, error: failure.error });
@@ -379,9 +390,11 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 				this.outboxWritten?.(out);
 			},
 
-			/** Before a call: a lease running low is renewed (fenced); a lease lost means stop here. */
-			async ensureLease(this: Svc, d: Drive) {
-				if (Date.now() < d.leaseUntil - leaseMs / 3) return;
+			/** Before a call of up to `callMs`: a lease that would not outlast it is renewed (fenced); a lease lost means stop here. */
+			async ensureLease(this: Svc, d: Drive, callMs = 0) {
+				// Enough lease for the call (within what a lease can cover at all), else renew now.
+				const need = Math.min(Math.max(callMs, leaseMs / 3), (leaseMs * 2) / 3);
+				if (Date.now() + need < d.leaseUntil) return;
 				const until = new Date(Date.now() + leaseMs);
 				const p = this.sql.params();
 				const rows = await this.sql.execute(`UPDATE saga_instances SET lease_until = ${p.ts(until)} WHERE id = ${p.text(d.id)} AND epoch = ${p.int(d.epoch)} RETURNING id`, p.values);

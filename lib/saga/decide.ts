@@ -12,6 +12,10 @@
  * - Once a step has failed, every step that may have taken effect (`done`, or any `unknown`
  *   attempt) is compensated, last first, each compensation retried until it succeeds; when the
  *   attempts of one drive are used up the saga parks (STUCK) until its next drive.
+ * - Only the first drive knows every call the saga made (a drive writes nothing between steps).
+ *   A drive that took the saga over knows only what it replayed, so when it has to compensate it
+ *   compensates every step: compensations are idempotent, undo nothing that did not happen, and
+ *   fence the steps they undo. The plan is written when compensation begins and kept by later drives.
  * - A forward-only saga (no compensations: the cancellation of an order) parks instead of giving
  *   up, and its next drive retries the step.
  */
@@ -50,7 +54,7 @@ export interface SagaSpec {
 
 export type Decision =
 	| { next: "step"; index: number }
-	| { next: "compensate"; index: number }
+	| { next: "compensate"; index: number; plan: number[] }
 	| { next: "complete" }
 	| { next: "compensated"; failed: number }
 	| { next: "park"; index: number; phase: Phase };
@@ -85,29 +89,42 @@ export function toCompensate(spec: SagaSpec, log: LogEntry[], failed: number): n
 	return out;
 }
 
-/**
- * The next thing to do. `compensating` is the saga's stored status: once it says so the saga
- * only compensates. A compensating log without any forward entry (an operator abandoned a saga
- * whose progress was never written) compensates every step: compensations are idempotent and
- * undo nothing that did not happen.
- */
-export function decide(spec: SagaSpec, log: LogEntry[], epoch: number, compensating = false): Decision {
+export interface DecideOptions {
+	/** The saga's stored status says it compensates: it only compensates. */
+	compensating?: boolean;
+	/** The plan written when compensation began (step indexes, last first). */
+	plan?: number[];
+	/** This drive made every call the saga ever made (the first drive): its plan can leave out what never took effect. */
+	knowsAll?: boolean;
+}
+
+/** Every step with a compensation, last first: the plan of a drive that cannot know what earlier drives did. */
+export function everyCompensation(spec: SagaSpec): number[] {
+	return spec.steps.map((s, i) => (s.compensable ? i : -1)).filter(i => i >= 0).reverse();
+}
+
+/** The next thing to do, from the log (this drive's calls and what earlier drives wrote). */
+export function decide(spec: SagaSpec, log: LogEntry[], epoch: number, opts: DecideOptions = {}): Decision {
 	const state = forwardState(spec, log, epoch);
-	if (!compensating && !log.some(e => e.phase === "compensate")) {
+	let plan = opts.plan;
+	let failed: number;
+	if (!opts.compensating && !log.some(e => e.phase === "compensate")) {
 		if ("done" in state) return { next: "complete" };
 		if ("call" in state) return { next: "step", index: state.call };
 		if (spec.forwardOnly) return { next: "park", index: state.failed, phase: "forward" };
+		failed = state.failed;
+		plan ??= opts.knowsAll ? toCompensate(spec, log, failed) : everyCompensation(spec);
+	} else {
+		// The failed step is the first one not done (a resumed log may hold no calls of it in this drive).
+		failed = "failed" in state ? state.failed : "call" in state ? state.call : spec.steps.length - 1;
+		plan ??= opts.knowsAll ? toCompensate(spec, log, failed) : everyCompensation(spec);
 	}
-	const progressKnown = log.some(e => e.phase === "forward");
-	// The failed step is the first one not done (a resumed log may hold no calls of it in this drive).
-	const failed = !progressKnown ? spec.steps.length - 1 : "failed" in state ? state.failed : "call" in state ? state.call : spec.steps.length - 1;
-	const candidates = progressKnown ? toCompensate(spec, log, failed) : spec.steps.map((s, i) => (s.compensable ? i : -1)).filter(i => i >= 0).reverse();
-	for (const i of candidates) {
+	for (const i of plan) {
 		const name = spec.steps[i].name;
 		const calls = log.filter(e => e.phase === "compensate" && e.step === name);
 		if (calls.some(e => e.outcome === "done")) continue;
 		const thisDrive = calls.filter(e => e.epoch === epoch).length;
-		return thisDrive < spec.compensationAttempts ? { next: "compensate", index: i } : { next: "park", index: i, phase: "compensate" };
+		return thisDrive < spec.compensationAttempts ? { next: "compensate", index: i, plan } : { next: "park", index: i, phase: "compensate" };
 	}
 	return { next: "compensated", failed };
 }

@@ -282,7 +282,7 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 				const data: CancelData = { orderId: o.id, customerId: o.customer_id, total: { amount: o.total, currency: o.currency }, items: this.eventData(o).items };
 				// One cancellation per order: the order id is the key.
 				const started = await this.command<{ sagaId: string; fresh?: boolean }>(
-					{ scope: "cancel", name: "cancel", key: o.id, request: {} },
+					{ scope: "cancel", name: "order.cancel", key: o.id, request: {} },
 					async (p: Params) => ({ parts: [this.sagaPart(p, "cancel", sagaId, data)], outcome: { pending: { sagaId } }, result: { sagaId, fresh: true } }),
 					{ pending: async (ref: any) => ({ sagaId: ref.sagaId }) },
 				);

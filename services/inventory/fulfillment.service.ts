@@ -163,7 +163,7 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 			},
 			handler(this: Svc, ctx: Context<CreateParams>) {
 				const { idempotencyKey, ...request } = ctx.params;
-				return this.command({ scope: "fulfillment", name: "create", key: idempotencyKey, request: { op: "create", ...request } }, (p: Params) => this.createPlan(p, request));
+				return this.command({ scope: "fulfillment", name: "fulfillment.create", key: idempotencyKey, request: { op: "create", ...request } }, (p: Params) => this.createPlan(p, request));
 			},
 		},
 
@@ -174,7 +174,7 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 				const { idempotencyKey, stepKey, ...request } = ctx.params;
 				const { orderId } = request;
 				return this.commandTx(
-					{ scope: "fulfillment", name: "cancel", key: idempotencyKey, request: { op: "cancel", ...request } },
+					{ scope: "fulfillment", name: "fulfillment.cancel", key: idempotencyKey, request: { op: "cancel", ...request } },
 					async (r: Runner) => {
 						await this.lockOrderRow(r, orderId);
 						const rows = await r.query<any>("SELECT id, warehouse_id, status FROM fulfillments WHERE order_id = $1", [orderId]);
