@@ -82,7 +82,11 @@ const schema = z.object({
 	SAGA_LEASE_MS: int(500, 600_000).default(30_000),
 	SAGA_RECOVER_MS: int(100, 600_000).default(5000),
 	SAGA_COMPENSATION_ATTEMPTS: int(1, 100).default(6),
+	// A STUCK saga is taken over again after this pause, doubled at each attempt up to the maximum.
+	SAGA_STUCK_RETRY_BASE_MS: int(100, 3_600_000).default(10_000),
+	SAGA_STUCK_RETRY_MAX_MS: int(100, 86_400_000).default(900_000),
 	TEST_FAULTS: z.string().default(""),
+	TEST_FAULTS_FILE: z.string().optional(),
 
 	// Durable events (docs/EVENTS.md): a handler that fails is retried with exponential backoff
 	// from EVENTS_RETRY_BASE_MS up to EVENTS_RETRY_MAX_MS, and dead-lettered after EVENTS_MAX_ATTEMPTS.

@@ -148,6 +148,9 @@ async function reading(source: string, fn: () => Promise<void>): Promise<void> {
 	}
 }
 
+/** The (saga, status) labels each saga-owning service has reported, so that a status that emptied reads 0. */
+const sagaLabels = new Map<string, Set<string>>();
+
 /** Fills the state gauges from this broker's local services and its event bus. */
 export async function refreshScrapeGauges(broker: ServiceBroker): Promise<void> {
 	const services = ((broker as any).services as any[]).filter(s => s.sequelize || s.$outbox);
@@ -167,11 +170,21 @@ export async function refreshScrapeGauges(broker: ServiceBroker): Promise<void> 
 			stateGauges.dbPool.set({ service: s.name, state: "waiting" }, pool.waiting ?? 0);
 			stateGauges.dbPool.set({ service: s.name, state: "max" }, pool.maxSize ?? 0);
 		}
-		if (typeof s.sagaModels === "function") {
+		if (s.$ownsSagas) {
 			tasks.push(
 				reading(`${s.name}:sagas`, async () => {
 					const rows: { name: string; status: string; n: string | number }[] = await s.sequelize.query("SELECT name, status, COUNT(*) AS n FROM saga_instances GROUP BY name, status", { type: "SELECT" });
-					for (const r of rows) stateGauges.sagas.set({ service: s.name, saga: r.name, status: r.status }, Number(r.n));
+					// A status no saga is in any more reads 0, not its last count (a STUCK saga that finished).
+					const seen = sagaLabels.get(s.name) ?? new Set<string>();
+					for (const key of seen) {
+						const [saga, status] = key.split("\u0000");
+						stateGauges.sagas.set({ service: s.name, saga, status }, 0);
+					}
+					for (const r of rows) {
+						stateGauges.sagas.set({ service: s.name, saga: r.name, status: r.status }, Number(r.n));
+						seen.add(`${r.name}\u0000${r.status}`);
+					}
+					sagaLabels.set(s.name, seen);
 				}),
 			);
 		}

@@ -6,13 +6,18 @@
  *   PENDING --failed--> PENDING (attempts + 1, next_attempt_at = now + backoff)
  *   PENDING --a local handler failed for the last allowed attempt--> DEAD --replay--> PENDING
  *
- * A pass claims due rows with a lease (claim_token, next_attempt_at = now + lease), so replicas of
- * a service sharing one database do not publish the same rows together; a relay that dies holding
- * a claim leaves the rows to the next pass once the lease has run out. A row published twice is
- * harmless: JetStream drops the copy by message id, consumers' inboxes by event id.
+ * A row is written already claimed by the relay of the process that writes it (its claim token,
+ * next_attempt_at = now + lease), and after the commit that relay publishes it from memory — no
+ * statement to find it again — and marks what it published in one UPDATE per batch, a few
+ * milliseconds later. A periodic pass claims whatever is due (a row whose writer died before
+ * publishing it, once the lease ran out; a failure's retry) with one statement, `FOR UPDATE SKIP
+ * LOCKED` on PostgreSQL, so replicas of a service sharing one database never publish the same row
+ * together. A row published twice is harmless: JetStream drops the copy by message id, consumers'
+ * inboxes by event id.
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { DataTypes, type Model, type ModelStatic, Op, type Sequelize } from "sequelize";
+import type { Params, Part, Sql } from "../db/sql";
 import { faultPoint } from "../faults";
 import { eventMetrics } from "./metrics";
 import { type RetryPolicy, retryDelay } from "./policy";
@@ -28,8 +33,14 @@ export interface RelayOptions {
 	batchSize: number;
 	/** How long a claimed row is left alone by other relays. */
 	leaseMs: number;
+	/** How long a row this process writes is left alone (it publishes it from memory right after the commit). */
+	writtenLeaseMs: number;
+	/** This node's id: a restarted node (same id) takes back at once what it wrote before it died. */
+	nodeId: string;
 	/** Published rows are deleted at most this often. */
 	cleanupEveryMs: number;
+	/** How long published ids wait to be marked together (one UPDATE for many events). */
+	markLingerMs: number;
 }
 
 interface Logger {
@@ -38,15 +49,27 @@ interface Logger {
 	error(...args: unknown[]): void;
 }
 
-interface OutboxRow {
+/** A row as the relay publishes it (RETURNING of a write, or of a claim). */
+export interface OutboxRow {
 	id: string;
 	name: string;
 	payload: BusEvent | string;
+	attempts?: number;
+	occurred_at?: Date | string;
+}
+
+interface DeadRow extends OutboxRow {
 	status: OutboxState;
-	attempts: number;
 	last_error: string | null;
 	failed_group: string | null;
 	dead_at: Date | string | null;
+}
+
+/** What a new event's row holds besides its id, name and payload. */
+export interface NewEvent {
+	id: string;
+	name: string;
+	payload: BusEvent;
 }
 
 export function defineOutboxModel(sequelize: Sequelize): ModelStatic<Model> {
@@ -84,37 +107,82 @@ function message(err: unknown): string {
 }
 
 export class OutboxRelay implements OutboxSource {
+	/** Rows this process writes are claimed with this token from the start: the node's mark, then a random part (36 characters). */
+	readonly token: string;
+	private readonly nodeMark: string;
 	private timer?: NodeJS.Timeout;
 	private running?: Promise<void>;
 	private again = false;
 	private stopped = true;
 	private lastCleanup = 0;
+	/** Written and committed here, not yet handed to the bus. */
+	private readonly queue: OutboxRow[] = [];
+	private draining?: Promise<void>;
+	/** Handed to the bus, not yet marked PUBLISHED. */
+	private toMark: string[] = [];
+	private markTimer?: NodeJS.Timeout;
+	private marking?: Promise<void>;
 
 	constructor(
 		readonly service: string,
 		private readonly model: ModelStatic<Model>,
+		private readonly sql: Sql,
 		private readonly bus: Bus,
 		private readonly logger: Logger,
 		private readonly opts: RelayOptions,
-	) {}
+	) {
+		this.nodeMark = createHash("sha256").update(`${opts.nodeId}/${service}`).digest("hex").slice(0, 8);
+		this.token = `${this.nodeMark}-${randomUUID().slice(9)}`;
+	}
 
 	start(): void {
 		this.stopped = false;
 		this.timer = setInterval(() => this.kick(), this.opts.pollMs);
 		this.timer.unref();
-		// Whatever a crash left behind goes out now, not at the first tick.
-		this.kick();
+		// What this node wrote before it died is due now, not when its lease runs out; then a pass publishes it.
+		const p = this.sql.params();
+		this.sql
+			.execute(`UPDATE ${OUTBOX_TABLE} SET next_attempt_at = ${p.ts(new Date())} WHERE status = 'PENDING' AND claim_token LIKE ${p.text(`${this.nodeMark}-%`)} RETURNING id`, p.values)
+			.catch(err => this.logger.warn(`Outbox relay of '${this.service}' could not take back its rows: ${message(err)}`))
+			.finally(() => this.kick());
 	}
 
-	/** Stops the timer and waits for the pass in progress (the database closes after this). */
+	/** Stops the timer, waits for the pass in progress and marks what was published (the database closes after this). */
 	async stop(): Promise<void> {
 		this.stopped = true;
 		if (this.timer) clearInterval(this.timer);
 		this.timer = undefined;
-		await this.running;
+		await Promise.all([this.running, this.draining]);
+		await this.flushMarks();
 	}
 
-	/** Runs a pass now, or right after the one in progress. */
+	/** The columns of a new row: claimed by this relay for the lease, so no other relay takes it meanwhile. */
+	claimedColumns(now = new Date()): { status: "PENDING"; attempts: 0; claim_token: string; next_attempt_at: Date; occurred_at: Date } {
+		return { status: "PENDING", attempts: 0, claim_token: this.token, next_attempt_at: new Date(now.getTime() + this.opts.writtenLeaseMs), occurred_at: now };
+	}
+
+	/** A write part inserting events (already enveloped), claimed by this relay; publish its rows with `written` after the commit. */
+	insertPart(p: Params, name: string, events: NewEvent[], requires: string[] = []): Part {
+		const now = new Date();
+		const c = this.claimedColumns(now);
+		const rows = events.map(e => `SELECT ${p.text(e.id)} AS id, ${p.text(e.name)} AS name, ${p.json(e.payload)} AS payload`);
+		return {
+			name,
+			sql: `INSERT INTO ${OUTBOX_TABLE} (id, name, payload, status, attempts, next_attempt_at, claim_token, occurred_at) SELECT e.id, e.name, e.payload, 'PENDING', 0, ${p.ts(c.next_attempt_at)}, ${p.text(this.token)}, ${p.ts(now)} FROM (${rows.join(" UNION ALL ")}) e WHERE {guard} RETURNING id, name, payload`,
+			requires,
+		};
+	}
+
+	/** Rows this process committed: published from memory, in the order given. */
+	written(rows: OutboxRow[]): void {
+		if (!rows.length || this.stopped) return;
+		this.queue.push(...rows);
+		this.draining ??= this.drain().finally(() => {
+			this.draining = undefined;
+		});
+	}
+
+	/** Runs a pass now (claims due rows), or right after the one in progress. */
 	kick(): void {
 		if (this.stopped) return;
 		if (this.running) {
@@ -126,9 +194,24 @@ export class OutboxRelay implements OutboxSource {
 		});
 	}
 
-	/** Resolves when no pass is running (tests, shutdown). */
-	idle(): Promise<void> {
-		return this.running ?? Promise.resolve();
+	/** Resolves when nothing is being published and every published row is marked (tests, shutdown). */
+	async idle(): Promise<void> {
+		while (this.running || this.draining || this.marking || this.toMark.length) {
+			await Promise.all([this.running, this.draining, this.marking]);
+			await this.flushMarks();
+		}
+	}
+
+	private async drain(): Promise<void> {
+		while (this.queue.length && !this.stopped) {
+			const batch = this.queue.splice(0, this.opts.batchSize);
+			try {
+				await this.publishRows(this.token, batch);
+			} catch (err) {
+				// The database failed while recording a failure; the lease brings the rows back to a pass.
+				this.logger.error(`Outbox relay of '${this.service}' could not publish written rows: ${message(err)}`);
+			}
+		}
 	}
 
 	private async loop(): Promise<void> {
@@ -154,73 +237,132 @@ export class OutboxRelay implements OutboxSource {
 			const token = randomUUID();
 			const rows = await this.claim(token);
 			if (!rows.length) break;
-			const { done, halted } = await this.publishClaimed(token, rows);
+			const { done, halted } = await this.publishRows(token, rows);
 			published += done;
-			if (halted) break;
+			if (halted || rows.length < this.opts.batchSize) break;
 		}
 		return published;
 	}
 
+	/** Claims and fetches due rows in one statement; another relay's rows (locked, or claimed) are skipped. */
 	private async claim(token: string): Promise<OutboxRow[]> {
+		const p = this.sql.params();
 		const now = new Date();
-		const due = { status: "PENDING", next_attempt_at: { [Op.lte]: now } };
-		const order: [string, string][] = [
-			["occurred_at", "ASC"],
-			["id", "ASC"],
-		];
-		const candidates = (await this.model.findAll({ attributes: ["id"], where: due, order, limit: this.opts.batchSize, raw: true })) as unknown as { id: string }[];
-		if (!candidates.length) return [];
-		// The condition is checked again by the UPDATE: a row another relay claimed meanwhile is skipped.
-		await this.model.update(
-			{ claim_token: token, next_attempt_at: new Date(now.getTime() + this.opts.leaseMs) },
-			{ where: { ...due, id: candidates.map(c => c.id) } },
+		const lock = this.sql.dialect === "postgres" ? " FOR UPDATE SKIP LOCKED" : "";
+		const rows = await this.sql.execute<OutboxRow>(
+			`UPDATE ${OUTBOX_TABLE} SET claim_token = ${p.text(token)}, next_attempt_at = ${p.ts(new Date(now.getTime() + this.opts.leaseMs))}
+			 WHERE id IN (SELECT id FROM ${OUTBOX_TABLE} WHERE status = 'PENDING' AND next_attempt_at <= ${p.ts(now)} ORDER BY occurred_at, id LIMIT ${p.int(this.opts.batchSize)}${lock})
+			 RETURNING id, name, payload, attempts, occurred_at`,
+			p.values,
 		);
-		return (await this.model.findAll({ where: { claim_token: token, status: "PENDING" }, order, raw: true })) as unknown as OutboxRow[];
+		const at = (r: OutboxRow) => new Date(r.occurred_at!).getTime();
+		return rows.sort((a, b) => at(a) - at(b) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 	}
 
-	private async publishClaimed(token: string, rows: OutboxRow[]): Promise<{ done: number; halted: boolean }> {
-		const published: string[] = [];
-		let halted = false;
-		for (let i = 0; i < rows.length; i++) {
-			const row = rows[i];
-			try {
-				faultPoint("outbox.relay.beforePublish");
-				await this.bus.publish(row.name, parsePayload(row.payload));
-				published.push(row.id);
-				eventMetrics.published.inc({ service: this.service, event: row.name });
-			} catch (err) {
-				eventMetrics.publishFailures.inc({ service: this.service, event: row.name });
-				if (err instanceof HandlerFailedError) {
-					await this.failed(token, row, err);
-					continue;
+	/**
+	 * Hands rows to the bus: JetStream gets a batch at once (the client pipelines them, in order),
+	 * the in-process bus one at a time (its handlers run in the publish). A bus that cannot take
+	 * an event leaves it and the rest of the batch for later, without spending an attempt when a
+	 * consumer is only starting.
+	 */
+	private async publishRows(token: string, rows: OutboxRow[]): Promise<{ done: number; halted: boolean }> {
+		const results: (unknown | undefined)[] = [];
+		if (this.bus.mode === "jetstream") {
+			const settled = await Promise.allSettled(
+				rows.map(row => {
+					faultPoint("outbox.relay.beforePublish");
+					return this.bus.publish(row.name, parsePayload(row.payload));
+				}),
+			);
+			for (const s of settled) results.push(s.status === "rejected" ? (s.reason ?? new Error("publish failed")) : undefined);
+		} else {
+			for (const row of rows) {
+				try {
+					faultPoint("outbox.relay.beforePublish");
+					await this.bus.publish(row.name, parsePayload(row.payload));
+					results.push(undefined);
+				} catch (err) {
+					results.push(err ?? new Error("publish failed"));
+					// The bus is down or a consumer is still starting: the rest waits too.
+					if (!(err instanceof HandlerFailedError)) break;
 				}
-				// The bus is down or a consumer is still starting: leave this row and the rest of the
-				// batch for later without spending an attempt on a consumer that never ran.
-				const notReady = err instanceof ConsumerNotReadyError;
-				if (!notReady) this.logger.warn(`Outbox relay of '${this.service}' cannot publish ${row.name} ${row.id}: ${message(err)}`);
-				const attempts = notReady ? row.attempts : row.attempts + 1;
-				const delay = notReady ? this.opts.pollMs : retryDelay(attempts, this.opts.policy);
-				await this.model.update(
-					{ attempts, last_error: message(err), claim_token: null, next_attempt_at: new Date(Date.now() + delay) },
-					{ where: { id: row.id, claim_token: token } },
-				);
-				await this.release(token, rows.slice(i + 1), delay);
-				halted = true;
-				break;
 			}
 		}
-		if (published.length) {
+		let done = 0;
+		const unsent: OutboxRow[] = [];
+		const notReady: OutboxRow[] = [];
+		let busError: unknown;
+		for (let i = 0; i < rows.length; i++) {
+			const row = rows[i];
+			const err = i < results.length ? results[i] : new ConsumerNotReadyError("(not tried: an earlier event of the batch was not taken)");
+			if (err === undefined) {
+				done++;
+				this.toMark.push(row.id);
+				eventMetrics.published.inc({ service: this.service, event: row.name });
+				continue;
+			}
+			if (i < results.length) eventMetrics.publishFailures.inc({ service: this.service, event: row.name });
+			if (err instanceof HandlerFailedError) await this.failed(token, row, err);
+			else if (err instanceof ConsumerNotReadyError) notReady.push(row);
+			else {
+				busError ??= err;
+				unsent.push(row);
+			}
+		}
+		if (unsent.length) {
+			// The bus is unreachable: not the events' fault, so they wait with backoff (never DEAD in a cluster).
+			const attempts = Math.max(...unsent.map(r => r.attempts ?? 0)) + 1;
+			const delay = retryDelay(attempts, this.opts.policy);
+			this.logger.warn(`Outbox relay of '${this.service}' cannot publish ${unsent.length} events (again in ${delay} ms): ${message(busError)}`);
 			await this.model.update(
-				{ status: "PUBLISHED", published_at: new Date(), claim_token: null, last_error: null, failed_group: null },
-				{ where: { id: published, claim_token: token } },
+				{ attempts: this.model.sequelize!.literal("attempts + 1"), last_error: message(busError), claim_token: null, next_attempt_at: new Date(Date.now() + delay) },
+				{ where: { id: unsent.map(r => r.id), claim_token: token } },
 			);
 		}
-		return { done: published.length, halted };
+		// A consumer still starting: no attempt spent, tried again at the next pass.
+		if (notReady.length) await this.release(token, notReady, this.opts.pollMs);
+		const halted = unsent.length > 0 || notReady.length > 0;
+		this.scheduleMarks();
+		return { done, halted };
+	}
+
+	private scheduleMarks(): void {
+		if (!this.toMark.length || this.markTimer) return;
+		if (this.toMark.length >= this.opts.batchSize) {
+			void this.flushMarks();
+			return;
+		}
+		this.markTimer = setTimeout(() => void this.flushMarks(), this.opts.markLingerMs);
+		this.markTimer.unref();
+	}
+
+	/** Marks every published row PUBLISHED in one statement (a row whose mark is lost is published again: harmless). */
+	private async flushMarks(): Promise<void> {
+		if (this.markTimer) clearTimeout(this.markTimer);
+		this.markTimer = undefined;
+		await this.marking;
+		if (!this.toMark.length) return;
+		const ids = this.toMark;
+		this.toMark = [];
+		this.marking = (async () => {
+			try {
+				const p = this.sql.params();
+				await this.sql.execute(
+					`UPDATE ${OUTBOX_TABLE} SET status = 'PUBLISHED', published_at = ${p.ts(new Date())}, claim_token = NULL, last_error = NULL, failed_group = NULL WHERE status = 'PENDING' AND id IN (${ids.map(id => p.text(id)).join(", ")}) RETURNING 1`,
+					p.values,
+				);
+			} catch (err) {
+				this.logger.warn(`Outbox relay of '${this.service}' could not mark ${ids.length} published rows; they go out again after the lease: ${message(err)}`);
+			}
+		})().finally(() => {
+			this.marking = undefined;
+		});
+		await this.marking;
 	}
 
 	/** A local handler failed: back off, or dead-letter after the last allowed attempt. */
 	private async failed(token: string, row: OutboxRow, err: HandlerFailedError): Promise<void> {
-		const attempts = row.attempts + 1;
+		const attempts = (row.attempts ?? 0) + 1;
 		const group = err.failures.map(f => f.group).join(",").slice(0, 64);
 		const common = { attempts, last_error: message(err), failed_group: group, claim_token: null };
 		if (attempts >= this.opts.policy.maxAttempts) {
@@ -248,13 +390,13 @@ export class OutboxRelay implements OutboxSource {
 	}
 
 	async deadLetters(limit: number): Promise<DeadLetter[]> {
-		const rows = (await this.model.findAll({ where: { status: "DEAD" }, order: [["dead_at", "ASC"]], limit, raw: true })) as unknown as OutboxRow[];
+		const rows = (await this.model.findAll({ where: { status: "DEAD" }, order: [["dead_at", "ASC"]], limit, raw: true })) as unknown as DeadRow[];
 		return rows.map(r => ({
 			id: `outbox:${this.service}:${r.id}`,
 			event: r.name,
 			eventId: r.id,
 			group: r.failed_group,
-			attempts: r.attempts,
+			attempts: r.attempts ?? 0,
 			error: r.last_error,
 			deadAt: iso(r.dead_at),
 			payload: parsePayload(r.payload),

@@ -68,6 +68,14 @@ export function nearestOrigin(origins: string[], destination: string): string | 
 	return best;
 }
 
+/** The origin of quotes while no active warehouse has an address yet: the tariff's home. */
+export const DEFAULT_ORIGIN = "US";
+
+/** The origin a quote to `destination` uses, given the active warehouses' countries (nearest, else the default). */
+export function originFor(origins: readonly string[], destination: string): string {
+	return nearestOrigin([...origins], destination) ?? DEFAULT_ORIGIN;
+}
+
 export interface RateRequest {
 	/** Total weight of the parcel(s) in grams. */
 	weightGrams: number;

@@ -2,25 +2,34 @@
  * Orders: checkout as a saga (authorize → reserve → fulfil → capture → confirm, compensated in
  * reverse), Idempotency-Key on POST /orders, status history, cancel, and status that follows
  * shipping and delivery events.
+ *
+ * A checkout is two writes here: the order, its `orders.order.created` event, its saga and its
+ * key's record in one (one statement on PostgreSQL); and, when the saga settles, the order's final
+ * status, its event, the saga's end and — while the request still waits — the key's answer in
+ * another. A repeat of the key replays that answer; while the saga really runs (its lease is
+ * live) it gets 409 IDEMPOTENCY_KEY_IN_FLIGHT; when the request's node died, the repeat takes the
+ * saga over and answers as the first request would have (API.md, Idempotency-Key).
  */
 import { randomUUID } from "node:crypto";
-import type { Context, Service, ServiceSchema } from "moleculer";
+import { type Context, Errors, type Service, type ServiceSchema } from "moleculer";
 import { DataTypes, type Transaction } from "sequelize";
 import { config } from "../../config";
 import { isAdmin } from "../../lib/access";
 import { clampPaging } from "../../lib/catalog/query";
+import { type Params, type Part, violationOf } from "../../lib/db/sql";
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnprocessableError } from "../../lib/errors";
 import type { DomainEvent, EventName, OrderEventData } from "../../lib/events";
 import { type PricedLine, failureReason, orderNumber, subtotalOf, taxOf } from "../../lib/orders/pricing";
 import { checkOrderTotal, widenMoneyColumns } from "../../lib/money";
 import { checkDistinctLines } from "../../lib/orders/lines";
 import { KNOWN_TOKENS } from "../../lib/payments/provider";
+import { originFor, shippingRates } from "../../lib/shipping/rates";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
 import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
-import { IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
-import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
-import { type SagaDefinition, SagaMixin, sagaMigrations } from "../../mixins/saga.mixin";
+import { type Command, IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
+import { type OutboxEvent, OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
+import { type SagaDefinition, SagaMixin, type Settlement, sagaMigrations } from "../../mixins/saga.mixin";
 import { ADDRESS_RULES } from "../customer/customers.service";
 
 const migrations: Migration[] = [
@@ -67,7 +76,18 @@ const migrations: Migration[] = [
 			await widenMoneyColumns(qi, "orders", ["subtotal", "shipping", "tax", "total"]);
 		},
 	},
+	{
+		name: "i7-007-order-key-column-goes",
+		async up(qi) {
+			// The key table is the one idempotency mechanism: the order no longer keeps its own copy of the key.
+			await qi.removeIndex("orders", "orders_customer_idempotency_uq");
+			await qi.sequelize.query("ALTER TABLE orders DROP COLUMN idempotency_key");
+		},
+	},
 ];
+
+/** How long a node prices checkouts from the shipping origins it last asked for. */
+const SHIPPING_ORIGINS_TTL_MS = 30_000;
 
 type Svc = Service & DbMethods & OutboxMethods & IdempotencyMethods & { [k: string]: any };
 
@@ -77,41 +97,65 @@ interface CheckoutData {
 	total: { amount: number; currency: string };
 	paymentToken: string;
 	lines: { sku: string; quantity: number }[];
+	/** What the order's events say about its items. */
+	items: { productId: string; sku: string; quantity: number }[];
 	shippingAddress: Record<string, unknown>;
 	shippingMethod: string;
 	allocations?: { warehouseId: string; sku: string; quantity: number }[];
 }
 
+/** The cancellation's input: what its event says about the order. */
+type CancelData = Pick<CheckoutData, "orderId" | "customerId" | "total" | "items">;
+
+/**
+ * Call timeouts sit above what each callee may take: the provider answers tok_slow after 2 s
+ * (authorize); the others are one statement. Retries reuse the step's key, so a call that timed
+ * out and a retry take effect once.
+ */
 const checkout: SagaDefinition<CheckoutData> = {
 	name: "checkout",
 	steps: [
-		// tok_slow answers after 2 s: the payment steps get room for it, the others answer in milliseconds.
-		{ name: "authorize", action: "payments.authorize", params: d => ({ orderId: d.orderId, amount: d.total, paymentToken: d.paymentToken }), timeout: 5000, retries: 1, compensate: { action: "payments.void", params: d => ({ orderId: d.orderId }), timeout: 5000 } },
+		{ name: "authorize", action: "payments.authorize", params: d => ({ orderId: d.orderId, amount: d.total, paymentToken: d.paymentToken }), timeout: 5000, retries: 2, compensate: { action: "payments.void", params: d => ({ orderId: d.orderId }), timeout: 5000 } },
 		{ name: "reserve", action: "warehouse.reserve", params: d => ({ orderId: d.orderId, lines: d.lines }), timeout: 3000, retries: 2, onResult: (d, r) => ({ ...d, allocations: r.allocations }), compensate: { action: "warehouse.release", params: d => ({ orderId: d.orderId }), timeout: 3000 } },
 		{ name: "fulfill", action: "fulfillment.create", params: d => ({ orderId: d.orderId, allocations: d.allocations, shippingAddress: d.shippingAddress, shippingMethod: d.shippingMethod }), timeout: 3000, retries: 2, compensate: { action: "fulfillment.cancel", params: d => ({ orderId: d.orderId }), timeout: 3000 } },
-		{ name: "capture", action: "payments.capture", params: d => ({ orderId: d.orderId }), timeout: 5000, retries: 1, compensate: { action: "payments.refund", params: d => ({ orderId: d.orderId }), timeout: 5000 } },
+		{ name: "capture", action: "payments.capture", params: d => ({ orderId: d.orderId }), timeout: 5000, retries: 2, compensate: { action: "payments.refund", params: d => ({ orderId: d.orderId }), timeout: 5000 } },
 		{ name: "commit", action: "warehouse.commit", params: d => ({ orderId: d.orderId }), timeout: 3000, retries: 3 },
 	],
-	async completed(svc: Svc, d) {
-		await svc.setStatus(d.orderId, "CONFIRMED", null, "orders.order.confirmed");
-	},
-	async compensated(svc: Svc, d, _id, failure) {
-		await svc.setStatus(d.orderId, "REJECTED", failureReason(failure.step, failure.error), "orders.order.rejected");
-	},
+	completed: (svc: Svc, d, s) => svc.finalParts(s, d, "CONFIRMED", null, "orders.order.confirmed", "PENDING"),
+	compensated: (svc: Svc, d, s) => svc.finalParts(s, d, "REJECTED", failureReason(s.failure?.step ?? "unknown", s.failure?.error ?? {}), "orders.order.rejected", "PENDING"),
 };
 
-/** Cancelling a confirmed order: every step is idempotent and safe to repeat, none is undone. */
-const cancellation: SagaDefinition<{ orderId: string }> = {
+/** Cancelling a confirmed order: every step is idempotent and must happen; a step that keeps failing parks the saga and is retried. */
+const cancellation: SagaDefinition<CancelData> = {
 	name: "cancel",
+	forwardOnly: true,
 	steps: [
 		{ name: "void", action: "payments.void", params: d => ({ orderId: d.orderId }), timeout: 5000, retries: 5 },
 		{ name: "refund", action: "payments.refund", params: d => ({ orderId: d.orderId }), timeout: 5000, retries: 5 },
 		{ name: "release", action: "warehouse.release", params: d => ({ orderId: d.orderId }), timeout: 3000, retries: 5 },
 	],
-	async completed(svc: Svc, d) {
-		await svc.setStatus(d.orderId, "CANCELLED", null, "orders.order.cancelled");
-	},
+	completed: (svc: Svc, d, s) => [
+		...svc.finalParts(s, d, "CANCELLED", null, "orders.order.cancelled", "CONFIRMED"),
+		svc.settlePart(s.p, { scope: "cancel", key: d.orderId }, { answer: { sagaId: s.sagaId } }, s.requires),
+	],
 };
+
+/** What POST /orders answers (and the key's record keeps): the status and the order. */
+interface CheckoutAnswer {
+	statusCode: number;
+	body: ReturnType<typeof publicOrder>;
+}
+interface StartedCheckout {
+	sagaId: string;
+	row: any;
+	data: CheckoutData;
+}
+/** A saga started by a request whose node died, followed by a repeat of its key. */
+interface FollowedCheckout {
+	sagaId: string;
+	row: any;
+}
+type Started = { started: StartedCheckout };
 
 const STATUS_EVENTS: Record<string, EventName> = { SHIPPED: "orders.order.shipped", DELIVERED: "orders.order.delivered" };
 
@@ -159,7 +203,6 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 						shipping_address: DataTypes.JSON,
 						shipping_method: DataTypes.STRING(20),
 						history: DataTypes.JSON,
-						idempotency_key: DataTypes.STRING(255),
 						created_at: DataTypes.DATE(3),
 						updated_at: DataTypes.DATE(3),
 					},
@@ -192,8 +235,11 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 				if (!ctx.params.shippingAddress === !ctx.params.addressId) {
 					throw new UnprocessableError("Give either shippingAddress or addressId", "VALIDATION_ERROR", [{ field: "shippingAddress", message: "exactly one of shippingAddress or addressId" }]);
 				}
+				// API.md's 1..99 per product: one line per product (lib/orders/lines.ts).
 				checkDistinctLines(ctx.params.items);
-				const answer: any = await this.once(`checkout:${customer.id}`, key, ctx.params, () => this.checkout(ctx, customer.id, key), { staleAfterMs: 2 * config().CHECKOUT_WAIT_MS + 10_000 });
+				// API.md: the key is scoped to the caller.
+				const cmd: Command = { scope: `checkout:${customer.id}`, name: "checkout", key, request: ctx.params };
+				const answer: CheckoutAnswer = await this.checkout(ctx, cmd, customer.id);
 				ctx.meta.$statusCode = answer.statusCode;
 				return answer.body;
 			},
@@ -246,8 +292,21 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 				// Shipped parcels cannot be called back: the fulfillment service decides, before anything is undone.
 				await ctx.call("fulfillment.cancel", { orderId: o.id, idempotencyKey: `${o.id}:cancel:fulfillment` });
 				const sagaId = randomUUID();
-				await this.transaction((t: Transaction) => this.createSaga(t, "cancel", sagaId, { orderId: o.id }));
-				await this.driveSaga(sagaId);
+				const data: CancelData = { orderId: o.id, customerId: o.customer_id, total: { amount: o.total, currency: o.currency }, items: this.eventData(o).items };
+				// One cancellation per order: the order id is the key.
+				const started = await this.command<{ sagaId: string; fresh?: boolean }>(
+					{ scope: "cancel", name: "order.cancel", key: o.id, request: {} },
+					async (p: Params) => ({ parts: [this.sagaPart(p, "cancel", sagaId, data)], outcome: { pending: { sagaId } }, result: { sagaId, fresh: true } }),
+					{ pending: async (ref: any) => ({ sagaId: ref.sagaId }) },
+				);
+				const wait = 2 * config().CHECKOUT_WAIT_MS;
+				if (started.fresh) {
+					const settled = this.waitForSaga(sagaId, wait);
+					this.startSaga("cancel", sagaId, data).catch((err: Error) => this.logger.error("Cancellation interrupted; recovery will resume it", { orderId: o.id, sagaId, err: err.message }));
+					await settled;
+				} else if (!(await this.followSaga(started.sagaId, wait))) {
+					throw new ConflictError("The order is being cancelled", "CANCELLATION_IN_PROGRESS");
+				}
 				return publicOrder(await this.models.Order.findByPk(o.id, { raw: true }));
 			},
 		},
@@ -297,38 +356,72 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 	},
 
 	methods: {
-		async checkout(this: Svc, ctx: Context<any, Meta>, customerId: string, idempotencyKey: string) {
-			const p = ctx.params;
-			// A first attempt whose process died after creating the order: answer with that order.
-			const earlier: any = await this.models.Order.findOne({ where: { customer_id: customerId, idempotency_key: idempotencyKey }, raw: true });
-			if (earlier) {
-				await this.waitForSagaOfOrder(earlier.id);
-				const current: any = await this.models.Order.findByPk(earlier.id, { raw: true });
-				return { statusCode: current.status === "PENDING" ? 202 : 201, body: publicOrder(current) };
+		/**
+		 * The countries parcels leave from (shipping's read model of the active warehouses), asked at
+		 * most every SHIPPING_ORIGINS_TTL_MS: warehouses change rarely, and a checkout should not pay a
+		 * remote hop for them. While shipping cannot answer, the last list known (else none: the
+		 * default origin) is used.
+		 */
+		async shippingOrigins(this: Svc, ctx: Context): Promise<string[]> {
+			const now = Date.now();
+			const memo = this.originsMemo as { at: number; origins: string[] } | undefined;
+			if (memo && now - memo.at < SHIPPING_ORIGINS_TTL_MS) return memo.origins;
+			try {
+				const { origins } = (await ctx.call("shipping.origins", {}, { timeout: 1000, retries: 0 })) as { origins: string[] };
+				this.originsMemo = { at: now, origins };
+				return origins;
+			} catch (err) {
+				this.logger.warn(`Shipping origins unavailable (${(err as Error).message}); pricing from ${memo ? "the last known ones" : "the default origin"}`);
+				this.originsMemo = { at: now, origins: memo?.origins ?? [] };
+				return this.originsMemo.origins;
 			}
-			const wanted: { productId: string; quantity: number }[] = p.items ?? ((await ctx.call("cart.getForCheckout", { customerId })) as any).items;
+		},
+
+		/** POST /orders: a fresh key starts the order and its saga and waits for it; a repeat answers from the key's record. */
+		async checkout(this: Svc, ctx: Context<any, Meta>, cmd: Command, customerId: string): Promise<CheckoutAnswer> {
+			for (let attempt = 1; ; attempt++) {
+				try {
+					const r = await this.command<CheckoutAnswer | Started>(cmd, (p: Params) => this.checkoutPlan(p, ctx, customerId), { pending: (ref: any) => this.checkoutRepeat(cmd, ref) });
+					return "started" in r ? await this.awaitCheckout(cmd, r.started) : r;
+				} catch (err) {
+					// Two orders drew the same number (the unique index decided): draw again.
+					const v = violationOf(err);
+					if (v?.kind === "unique" && v.detail.includes("number") && attempt < 3) continue;
+					throw err;
+				}
+			}
+		},
+
+		/** Prices the order from the catalog (read once) and the local rate table, and plans its write. */
+		async checkoutPlan(this: Svc, p: Params, ctx: Context<any, Meta>, customerId: string) {
+			const req = ctx.params;
+			const wanted: { productId: string; quantity: number }[] = req.items ?? ((await ctx.call("cart.getForCheckout", { customerId })) as any).items;
 			if (!wanted.length) throw new UnprocessableError("The cart is empty", "EMPTY_CART", [{ field: "items", message: "nothing to order" }]);
-			const address = p.shippingAddress ?? (await ctx.call("customers.getAddress", { customerId, addressId: p.addressId }));
+			const address = req.shippingAddress ?? (await ctx.call("customers.getAddress", { customerId, addressId: req.addressId }));
 			const products: any[] = await ctx.call("catalog.getMany", { ids: wanted.map(w => w.productId) });
+			const byId = new Map(products.map(x => [x.id, x]));
+			const unavailable = wanted.some(w => byId.get(w.productId)?.status !== "active");
 			const lines: PricedLine[] = [];
-			const unavailable = wanted.filter(w => !products.some(x => x.id === w.productId && x.status === "active"));
 			for (const w of wanted) {
-				const pr = products.find(x => x.id === w.productId);
+				const pr = byId.get(w.productId);
 				if (pr) lines.push({ productId: pr.id, sku: pr.sku, name: pr.name, unitPrice: pr.price, quantity: w.quantity, weightGrams: pr.weightGrams });
 			}
 			const subtotal = subtotalOf(lines);
-			const quote: any = await ctx.call("shipping.quote", { address, lines: lines.map(l => ({ productId: l.productId, quantity: l.quantity, weightGrams: l.weightGrams })), subtotal: { amount: subtotal, currency: "USD" } });
-			const shipping = quote.items.find((r: any) => r.method === p.shippingMethod)?.price.amount ?? 0;
+			// The rate table is a pure rule (lib/shipping/rates): priced here, from the shipping origins known to this node.
+			const origin = originFor(await this.shippingOrigins(ctx), String(address.country));
+			const rates = shippingRates({ weightGrams: lines.reduce((n, l) => n + l.quantity * l.weightGrams, 0), origin, country: String(address.country), subtotal, freeShippingThreshold: config().FREE_SHIPPING_THRESHOLD_CENTS });
+			const shipping = rates.find(r => r.method === req.shippingMethod)?.price.amount ?? 0;
 			const tax = taxOf(subtotal, config().TAX_RATE_BPS);
 			// The largest order the platform takes (lib/money.ts): refused before anything is written or charged.
 			checkOrderTotal(subtotal + shipping + tax);
 			const now = new Date();
-			const order = {
+			const at = now.toISOString();
+			const row = {
 				id: randomUUID(),
 				number: orderNumber(now),
 				customer_id: customerId,
-				status: unavailable.length ? "REJECTED" : "PENDING",
-				failure_reason: unavailable.length ? "PRODUCT_UNAVAILABLE" : null,
+				status: unavailable ? "REJECTED" : "PENDING",
+				failure_reason: unavailable ? "PRODUCT_UNAVAILABLE" : null,
 				items: lines.map(({ weightGrams: _w, ...l }) => l),
 				subtotal,
 				shipping,
@@ -336,35 +429,106 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 				total: subtotal + shipping + tax,
 				currency: "USD",
 				shipping_address: address,
-				shipping_method: p.shippingMethod,
-				history: [{ status: "PENDING", at: now.toISOString() }, ...(unavailable.length ? [{ status: "REJECTED", at: now.toISOString() }] : [])],
-				idempotency_key: idempotencyKey,
+				shipping_method: req.shippingMethod,
+				history: [{ status: "PENDING", at }, ...(unavailable ? [{ status: "REJECTED", at }] : [])],
 				created_at: now,
 				updated_at: now,
 			};
 			const sagaId = randomUUID();
-			const data: CheckoutData = { orderId: order.id, customerId, total: { amount: order.total, currency: "USD" }, paymentToken: p.paymentToken, lines: lines.map(l => ({ sku: l.sku, quantity: l.quantity })), shippingAddress: address, shippingMethod: p.shippingMethod };
-			await this.transaction(async (t: Transaction) => {
-				await this.models.Order.create(order, { transaction: t });
-				await this.recordEvent(t, "orders.order.created", this.eventData(order));
-				// The saga exists exactly when the order does: a crash after this commit resumes it.
-				if (!unavailable.length) await this.createSaga(t, "checkout", sagaId, data);
-			});
-			if (!unavailable.length) {
-				this.driveSaga(sagaId).catch((err: Error) => this.logger.error("Checkout saga interrupted; recovery will resume it", { orderId: order.id, sagaId, err: err.message }));
-				await this.waitForSaga(sagaId, config().CHECKOUT_WAIT_MS);
+			const data: CheckoutData = {
+				orderId: row.id,
+				customerId,
+				total: { amount: row.total, currency: "USD" },
+				paymentToken: req.paymentToken,
+				lines: lines.map(l => ({ sku: l.sku, quantity: l.quantity })),
+				items: lines.map(l => ({ productId: l.productId, sku: l.sku, quantity: l.quantity })),
+				shippingAddress: address,
+				shippingMethod: req.shippingMethod,
+			};
+			const parts: Part[] = [
+				{
+					name: "ord",
+					sql: `INSERT INTO orders (id, number, customer_id, status, failure_reason, items, subtotal, shipping, tax, total, currency, shipping_address, shipping_method, history, created_at, updated_at)
+					      VALUES (${p.text(row.id)}, ${p.text(row.number)}, ${p.text(customerId)}, ${p.text(row.status)}, ${p.text(row.failure_reason)}, ${p.json(row.items)}, ${p.int(subtotal)}, ${p.int(shipping)}, ${p.int(tax)}, ${p.int(row.total)}, 'USD', ${p.json(address)}, ${p.text(row.shipping_method)}, ${p.json(row.history)}, ${p.ts(now)}, ${p.ts(now)}) RETURNING id`,
+				},
+				this.outboxPart(p, "outbox", [["orders.order.created", this.eventData(row)]], ["ord"]),
+			];
+			if (unavailable) {
+				// Refused at once (PRODUCT_UNAVAILABLE): the order and its answer are final in this one write.
+				const answer: CheckoutAnswer = { statusCode: 201, body: publicOrder(row) };
+				return { parts, outcome: { answer }, requires: ["ord"] };
 			}
-			const final: any = await this.models.Order.findByPk(order.id, { raw: true });
-			return { statusCode: final.status === "PENDING" ? 202 : 201, body: publicOrder(final) };
+			// The saga exists exactly when the order does: a crash after this write resumes it.
+			parts.push(this.sagaPart(p, "checkout", sagaId, data, ["ord"]));
+			return { parts, outcome: { pending: { orderId: row.id, sagaId } }, requires: ["ord"], result: { started: { sagaId, row, data } } };
 		},
 
-		async waitForSagaOfOrder(this: Svc, orderId: string) {
-			const deadline = Date.now() + config().CHECKOUT_WAIT_MS;
-			while (Date.now() < deadline) {
-				const o: any = await this.models.Order.findByPk(orderId, { attributes: ["status"], raw: true });
-				if (o.status !== "PENDING") return;
-				await new Promise(r => setTimeout(r, 50));
+		/**
+		 * Drives the new saga here and waits for it up to CHECKOUT_WAIT_MS. If it settles meanwhile,
+		 * its last write stored this very answer (201); otherwise the answer is 202 PENDING, stored
+		 * unless the saga's last write got there first (then that one is the answer).
+		 */
+		async awaitCheckout(this: Svc, cmd: Command, s: StartedCheckout | FollowedCheckout): Promise<CheckoutAnswer> {
+			let settledAnswer: CheckoutAnswer | undefined;
+			const waiter = {
+				settleParts: (st: Settlement, status: "COMPLETED" | "COMPENSATED") => {
+					const final = status === "COMPLETED" ? { status: "CONFIRMED", reason: null } : { status: "REJECTED", reason: failureReason(st.failure?.step ?? "unknown", st.failure?.error ?? {}) };
+					const row = { ...s.row, status: final.status, failure_reason: final.reason, history: [...jsonColumn<any[]>(s.row.history, []), { status: final.status, at: st.now.toISOString() }] };
+					settledAnswer = { statusCode: 201, body: publicOrder(row) };
+					return [this.settlePart(st.p, cmd, { answer: settledAnswer }, st.requires)];
+				},
+			};
+			const settled = this.waitForSaga(s.sagaId, config().CHECKOUT_WAIT_MS, waiter);
+			if ("data" in s) this.startSaga("checkout", s.sagaId, s.data).catch((err: Error) => this.logger.error("Checkout saga interrupted; recovery will resume it", { orderId: s.row.id, sagaId: s.sagaId, err: err.message }));
+			else if (!(await this.takeOverSaga(s.sagaId))) this.sagaSettled(s.sagaId, "ELSEWHERE");
+			const status = await settled;
+			if ((status === "COMPLETED" || status === "COMPENSATED") && settledAnswer) return settledAnswer;
+			const current: any = await this.models.Order.findByPk(s.row.id, { raw: true });
+			const now: CheckoutAnswer = { statusCode: current.status === "PENDING" ? 202 : 201, body: publicOrder(current) };
+			return this.answerOf<CheckoutAnswer>(await this.settlePending(cmd, { answer: now }));
+		},
+
+		/** A repeat while the first answer is pending: in flight while its saga's lease is live; taken over when its driver died. */
+		async checkoutRepeat(this: Svc, cmd: Command, ref: { orderId: string; sagaId: string }): Promise<CheckoutAnswer> {
+			const state = await this.sagaState(ref.sagaId);
+			const row: any = await this.models.Order.findByPk(ref.orderId, { raw: true });
+			if (!state || state.status === "COMPLETED" || state.status === "COMPENSATED") {
+				// The saga ended but the request that started it never answered (its node died): this is the first answer.
+				return this.answerOf<CheckoutAnswer>(await this.settlePending(cmd, { answer: { statusCode: row.status === "PENDING" ? 202 : 201, body: publicOrder(row) } }));
 			}
+			if (state.leaseLive) throw new Errors.MoleculerClientError("A request with this key is still being processed", 409, "IDEMPOTENCY_KEY_IN_FLIGHT");
+			if (state.status === "STUCK") return { statusCode: 202, body: publicOrder(row) };
+			return this.awaitCheckout(cmd, { sagaId: ref.sagaId, row });
+		},
+
+		/** Waits for a saga driven here, or takes over one whose driver died; false when another live driver has it. */
+		async followSaga(this: Svc, sagaId: string, ms: number): Promise<boolean> {
+			if (this._sagaWaiters.has(sagaId)) return true;
+			const state = await this.sagaState(sagaId);
+			if (!state || !["RUNNING", "COMPENSATING", "STUCK"].includes(state.status)) return true;
+			if (state.leaseLive) return false;
+			const settled = this.waitForSaga(sagaId, ms);
+			if (!(await this.takeOverSaga(sagaId))) {
+				this.sagaSettled(sagaId, "ELSEWHERE");
+				return false;
+			}
+			await settled;
+			return true;
+		},
+
+		/**
+		 * The order's last transition in a saga's final write: its status (conditional on the one
+		 * it must come from), its history and its event.
+		 */
+		finalParts(this: Svc, s: Settlement, d: CancelData, status: string, reason: string | null, event: EventName, from: string): Part[] {
+			const p = s.p;
+			const entry = [{ status, at: s.now.toISOString() }];
+			const history = this.sql.dialect === "postgres" ? `CAST(CAST(history AS jsonb) || CAST(${p.json(entry)} AS jsonb) AS json)` : `json_insert(history, '$[#]', json(${p.text(JSON.stringify(entry[0]))}))`;
+			const data: OrderEventData = { orderId: d.orderId, customerId: d.customerId, status, items: d.items, total: d.total, failureReason: reason };
+			return [
+				{ name: "ord_final", sql: `UPDATE orders SET status = ${p.text(status)}, failure_reason = ${p.text(reason)}, history = ${history}, updated_at = ${p.ts(s.now)} WHERE id = ${p.text(d.orderId)} AND status = ${p.text(from)} AND {guard} RETURNING id`, requires: s.requires },
+				this.outboxPart(p, "outbox_order", [[event, data] as OutboxEvent], ["ord_final"]),
+			];
 		},
 
 		async ownOrder(this: Svc, ctx: Context<unknown, Meta>, id: string) {

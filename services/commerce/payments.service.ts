@@ -1,24 +1,29 @@
 /**
  * Payments: authorize, capture, void and refund through a PaymentProvider (the simulated one by
- * default), each idempotent on the caller's key, with a state machine that refuses illegal moves
- * and refunds beyond the capture — also under concurrent refunds (conditional update).
+ * default), with a state machine that refuses illegal moves and refunds beyond the capture — also
+ * under concurrent refunds (conditional update).
  *
- * Idempotency has two layers: IdempotencyMixin answers repeats and concurrent callers of a key
- * (one runs, the others wait for its answer), and `payment_operations` records each key in the
- * very transaction of its effect, so even a rerun after a lost answer never acts twice.
+ * Each command is idempotent on the caller's key through IdempotencyMixin, the one mechanism: the
+ * provider is called first with that same key (it honours it, as real providers do), then the
+ * payment, the key's record and the events commit together — one statement on PostgreSQL. A
+ * refund is recorded before it is sent (so concurrent refunds cannot overshoot) and sent again,
+ * under its key, whenever its record answers a repeat. A compensation (void, refund) fences the
+ * key of the step it undoes, so a late authorisation or capture takes no effect.
  */
 import { randomUUID } from "node:crypto";
-import { type Context, Errors, type Service, type ServiceSchema } from "moleculer";
-import { DataTypes, Op, type Transaction } from "sequelize";
+import type { Context, Service, ServiceSchema } from "moleculer";
+import { DataTypes } from "sequelize";
 import { clampPaging } from "../../lib/catalog/query";
-import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
-import { recordPaymentDecline, recordRefund } from "../../lib/metrics";
+import type { Part, Runner } from "../../lib/db/sql";
+import { ConflictError, NotFoundError } from "../../lib/errors";
 import type { PaymentEventData } from "../../lib/events";
+import { faultPoint } from "../../lib/faults";
+import { recordPaymentDecline, recordRefund } from "../../lib/metrics";
 import { ORDER_AMOUNT_RULE, widenMoneyColumns } from "../../lib/money";
-import { type Money, PaymentDeclinedError, type PaymentProvider, SimulatedProvider, brandOf } from "../../lib/payments/provider";
-import { PAYMENT_STATUSES, type PaymentStatus, assertMove, movableFrom, refundAmount } from "../../lib/payments/state";
+import { type Money, PaymentDeclinedError, type PaymentProvider, SimulatedProvider, brandOf, freshProviderKey } from "../../lib/payments/provider";
+import { PAYMENT_STATUSES, type PaymentStatus, assertMove, movableFrom, refundAmount, statusAfterRefund } from "../../lib/payments/state";
 import { AccessMixin } from "../../mixins/access.mixin";
-import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
+import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
 import { IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
 
@@ -64,17 +69,48 @@ const migrations: Migration[] = [
 			await widenMoneyColumns(qi, "payments", ["amount", "captured", "refunded"]);
 		},
 	},
+	{
+		name: "i7-003-payment-operations-go",
+		async up(qi) {
+			// Idempotency is the key table's alone (mixins/idempotency.mixin.ts); the operations table was a second copy.
+			await qi.dropTable("payment_operations");
+		},
+	},
 ];
 
-type Operation = "authorize" | "capture" | "void" | "refund";
 type Svc = Service & DbMethods & OutboxMethods & IdempotencyMethods & { provider: PaymentProvider; [k: string]: any };
 
 const money = { type: "object", strict: true, props: { amount: ORDER_AMOUNT_RULE, currency: { type: "equal", value: "USD" } } };
 const orderId = "string|min:1|max:36";
 const key = "string|min:1|max:255";
+/** The key of the step a compensation undoes (the saga sends it): fenced so that the step cannot arrive late. */
+const stepKey = "string|min:1|max:255|optional";
+
+interface PaymentRow {
+	id: string;
+	order_id: string;
+	status: PaymentStatus;
+	amount: number;
+	currency: string;
+	captured: number;
+	refunded: number;
+	provider_ref: string | null;
+	brand?: string | null;
+	created_at?: Date | string;
+}
+
+/** What a refund did, kept in its record so that a repeat sends the same refunds to the provider again. */
+interface RefundAnswer {
+	refunded: number;
+	sends: { paymentId: string; reference: string; amount: number; currency: string }[];
+}
 
 function publicPayment(p: any) {
 	return { id: p.id, orderId: p.order_id, status: p.status as PaymentStatus, amount: { amount: p.amount, currency: p.currency }, captured: p.captured, refunded: p.refunded, brand: p.brand ?? null, createdAt: new Date(p.created_at).toISOString() };
+}
+
+function eventData(row: Pick<PaymentRow, "id" | "order_id" | "amount" | "currency" | "status">): PaymentEventData {
+	return { paymentId: row.id, orderId: row.order_id, amount: { amount: Number(row.amount), currency: row.currency }, status: row.status };
 }
 
 const PaymentsService: ServiceSchema<any, any, any, Svc> = {
@@ -102,11 +138,6 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 					},
 					{ tableName: "payments", timestamps: false },
 				),
-				Operation: s.define(
-					"PaymentOperation",
-					{ idempotency_key: { type: DataTypes.STRING(255), primaryKey: true }, operation: DataTypes.STRING(16), payment_id: DataTypes.STRING(36), result: DataTypes.JSON, error: DataTypes.JSON, created_at: DataTypes.DATE(3) },
-					{ tableName: "payment_operations", timestamps: false },
-				),
 			}),
 		}),
 		IdempotencyMixin,
@@ -117,122 +148,156 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 	settings: { slowTokenMs: 2000 },
 
 	actions: {
+		/** Saga step 1: holds the total on the card. A decline is stored as the key's answer (402) with a FAILED payment. */
 		authorize: {
 			params: { orderId, amount: money, paymentToken: "string|min:1|max:100", idempotencyKey: key },
 			handler(this: Svc, ctx: Context<{ orderId: string; amount: Money; paymentToken: string; idempotencyKey: string }>) {
-				const { amount, paymentToken, idempotencyKey } = ctx.params;
-				return this.operate("authorize", idempotencyKey, ctx.params, async () => {
-					const now = new Date();
-					const row: any = { id: randomUUID(), order_id: ctx.params.orderId, amount: amount.amount, currency: amount.currency, captured: 0, refunded: 0, brand: brandOf(paymentToken), created_at: now, updated_at: now };
-					let reference: string;
-					try {
-						({ reference } = await this.provider.authorize(paymentToken, amount));
-					} catch (err) {
-						// An unknown token (422) writes nothing; a decline is kept as a FAILED payment.
-						if (!(err instanceof PaymentDeclinedError)) throw err;
-						recordPaymentDecline(String(err.type));
-						Object.assign(row, { status: "FAILED", failure: err.type });
-						await this.transaction(async (t: Transaction) => {
-							await this.models.Payment.create(row, { transaction: t });
-							await this.recordOperation(t, idempotencyKey, "authorize", row.id, null, err);
-							await this.recordEvent(t, "payments.payment.failed", this.eventData(row));
-						});
-						throw err;
-					}
-					Object.assign(row, { status: "AUTHORIZED", provider_ref: reference });
-					const result = { paymentId: row.id, status: "AUTHORIZED" };
-					try {
-						await this.transaction(async (t: Transaction) => {
-							await this.models.Payment.create(row, { transaction: t });
-							await this.recordOperation(t, idempotencyKey, "authorize", row.id, result);
-							await this.recordEvent(t, "payments.payment.authorized", this.eventData(row));
-						});
-					} catch (err) {
-						// No hold may stay open at the provider for a payment we did not record.
-						await this.provider.void(reference).catch((e: Error) => this.logger.error("Could not void an unrecorded authorisation", { orderId: row.order_id, reference, error: e.message }));
-						throw err;
-					}
-					return result;
-				});
+				const { idempotencyKey, ...request } = ctx.params;
+				let reference: string | undefined;
+				return this.command(
+					{ scope: "payments", name: "authorize", key: idempotencyKey, request: { op: "authorize", ...request } },
+					async p => {
+						const now = new Date();
+						const row = { id: randomUUID(), order_id: request.orderId, status: "AUTHORIZED" as PaymentStatus, amount: request.amount.amount, currency: request.amount.currency, failure: null as string | null };
+						let refusal: PaymentDeclinedError | undefined;
+						try {
+							({ reference } = await this.provider.authorize(request.paymentToken, request.amount, idempotencyKey));
+						} catch (err) {
+							// An unknown token (422) writes nothing; a decline is kept as a FAILED payment and the key's answer.
+							if (!(err instanceof PaymentDeclinedError)) throw err;
+							refusal = err;
+							recordPaymentDecline(String(err.type));
+							Object.assign(row, { status: "FAILED", failure: err.type });
+						}
+						faultPoint("payments.authorize.afterProvider");
+						return {
+							parts: [
+								{
+									name: "pay",
+									sql: `INSERT INTO payments (id, order_id, status, amount, currency, captured, refunded, provider_ref, brand, failure, created_at, updated_at)
+									      VALUES (${p.text(row.id)}, ${p.text(row.order_id)}, ${p.text(row.status)}, ${p.int(row.amount)}, ${p.text(row.currency)}, 0, 0, ${p.text(reference ?? null)}, ${p.text(brandOf(request.paymentToken))}, ${p.text(row.failure)}, ${p.ts(now)}, ${p.ts(now)}) RETURNING id`,
+								},
+								this.outboxPart(p, "outbox", [[refusal ? "payments.payment.failed" : "payments.payment.authorized", eventData(row)]], ["pay"]),
+							],
+							outcome: refusal ? { refusal } : { answer: { paymentId: row.id, status: "AUTHORIZED" } },
+						};
+					},
+					{
+						// A late call finding the saga's void there: no hold may stay open at the provider for it.
+						lost: async stored => {
+							if (reference && stored.code !== 0) await this.provider.void(reference, `${idempotencyKey}:superseded`);
+						},
+					},
+				);
 			},
 		},
 
+		/** Saga step 4. A refused capture (402 CAPTURE_FAILED) leaves the authorisation open, for the saga to void. */
 		capture: {
 			params: { orderId, idempotencyKey: key },
 			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string }>) {
-				const { idempotencyKey } = ctx.params;
-				return this.operate("capture", idempotencyKey, ctx.params, async () => {
-					const p: any = await this.models.Payment.findOne({ where: { order_id: ctx.params.orderId, status: { [Op.ne]: "FAILED" } }, order: [["created_at", "DESC"]], raw: true });
-					if (!p) throw new ConflictError("The order has no authorised payment", "NO_OPEN_PAYMENT");
-					const result = { paymentId: p.id, status: "CAPTURED" };
-					if (p.status !== "CAPTURED") {
-						assertMove("capture", p.status);
-						// A refused capture leaves the authorisation open, for the saga to void.
-						await this.provider.capture(p.provider_ref, { amount: p.amount, currency: p.currency });
-					}
-					await this.transaction(async (t: Transaction) => {
-						const [n] = await this.models.Payment.update({ status: "CAPTURED", captured: p.amount, updated_at: new Date() }, { where: { id: p.id, status: "AUTHORIZED" }, transaction: t });
-						if (n) await this.recordEvent(t, "payments.payment.captured", this.eventData({ ...p, status: "CAPTURED" }));
-						else {
-							// Captured meanwhile (another key) is the same outcome; anything else is an illegal move.
-							const now: any = await this.models.Payment.findByPk(p.id, { transaction: t, raw: true });
-							if (now.status !== "CAPTURED") assertMove("capture", now.status);
+				const { idempotencyKey, ...request } = ctx.params;
+				let sent: PaymentRow | undefined;
+				return this.command(
+					{ scope: "payments", name: "capture", key: idempotencyKey, request: { op: "capture", ...request } },
+					async p => {
+						const [pay] = await this.sql.select<PaymentRow>(
+							"SELECT id, order_id, status, amount, currency, provider_ref FROM payments WHERE order_id = $1 AND status <> 'FAILED' ORDER BY created_at DESC LIMIT 1",
+							[request.orderId],
+						);
+						if (!pay) throw new ConflictError("The order has no authorised payment", "NO_OPEN_PAYMENT");
+						if (pay.status !== "CAPTURED") {
+							assertMove("capture", pay.status);
+							await this.provider.capture(pay.provider_ref!, { amount: Number(pay.amount), currency: pay.currency }, idempotencyKey);
+							sent = pay;
 						}
-						await this.recordOperation(t, idempotencyKey, "capture", p.id, result);
-					});
-					return result;
-				});
+						faultPoint("payments.capture.afterProvider");
+						const id = p.text(pay.id);
+						const captured = `EXISTS (SELECT 1 FROM payments WHERE id = ${id} AND status = 'CAPTURED')`;
+						return {
+							parts: [
+								{ name: "cap", sql: `UPDATE payments SET status = 'CAPTURED', captured = amount, updated_at = ${p.ts(new Date())} WHERE id = ${id} AND status = 'AUTHORIZED' RETURNING id` },
+								this.outboxPart(p, "outbox", [["payments.payment.captured", eventData({ ...pay, status: "CAPTURED" })]], ["cap"]),
+							],
+							outcome: { answer: { paymentId: pay.id, status: "CAPTURED" } },
+							// Captured now, or before under another key (the same outcome); anything else changed meanwhile.
+							keyWhen: this.sql.dialect === "postgres" ? `(EXISTS (SELECT 1 FROM cap) OR ${captured})` : captured,
+							refused: () => new ConflictError("The payment changed while it was being captured", "ILLEGAL_PAYMENT_TRANSITION"),
+						};
+					},
+					{
+						lost: async stored => {
+							if (sent && stored.code !== 0) await this.provider.refund(sent.provider_ref!, { amount: Number(sent.amount), currency: sent.currency }, `${idempotencyKey}:superseded`);
+						},
+					},
+				);
 			},
 		},
 
-		/** Voids the order's open authorisations; nothing to void is not an error (compensation). */
+		/** Voids the order's open authorisations (saga compensation of authorize); nothing to void is not an error. */
 		void: {
-			params: { orderId, idempotencyKey: key },
-			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string }>) {
-				return this.operate("void", ctx.params.idempotencyKey, ctx.params, async () => {
-					const open: any[] = await this.models.Payment.findAll({ where: { order_id: ctx.params.orderId, status: "AUTHORIZED" }, order: [["created_at", "ASC"]], raw: true });
-					for (const p of open) await this.provider.void(p.provider_ref);
-					return this.transaction(async (t: Transaction) => {
+			params: { orderId, idempotencyKey: key, stepKey },
+			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string; stepKey?: string }>) {
+				const { idempotencyKey, stepKey: fenced, ...request } = ctx.params;
+				return this.commandTx(
+					{ scope: "payments", name: "void", key: idempotencyKey, request: { op: "void", ...request } },
+					async (r: Runner) => {
+						// After the fence no authorisation of the saga can appear any more: void what is there.
+						const open = await r.query<PaymentRow>(
+							`SELECT id, order_id, status, amount, currency, provider_ref FROM payments WHERE order_id = $1 AND status = 'AUTHORIZED' ORDER BY created_at${r.dialect === "postgres" ? " FOR UPDATE" : ""}`,
+							[request.orderId],
+						);
 						let voided = 0;
-						for (const p of open) {
-							const [n] = await this.models.Payment.update({ status: "VOIDED", updated_at: new Date() }, { where: { id: p.id, status: "AUTHORIZED" }, transaction: t });
-							if (!n) continue;
-							voided++;
-							await this.recordEvent(t, "payments.payment.voided", this.eventData({ ...p, status: "VOIDED" }));
+						for (const pay of open) {
+							// At the provider inside the transaction: a void answers at once (an authorisation, which may not, never runs in one).
+							await this.provider.void(pay.provider_ref!, `${idempotencyKey}:${pay.id}`);
+							const p = this.sql.params();
+							const rows = await r.write(
+								[
+									{ name: "vd", sql: `UPDATE payments SET status = 'VOIDED', updated_at = ${p.ts(new Date())} WHERE id = ${p.text(pay.id)} AND status = 'AUTHORIZED' RETURNING id` },
+									this.outboxPart(p, "outbox", [["payments.payment.voided", eventData({ ...pay, status: "VOIDED" })]], ["vd"]),
+								],
+								p,
+							);
+							voided += rows.vd.length;
 						}
-						await this.recordOperation(t, ctx.params.idempotencyKey, "void", open[0]?.id ?? null, { voided });
-						return { voided };
-					});
-				});
+						return { answer: { voided } };
+					},
+					{ fence: fenced ? { scope: "payments", key: fenced } : undefined },
+				);
 			},
 		},
 
 		/** Refunds captured money of the order (all of it unless `amount`); never more than captured. */
 		refund: {
-			params: { orderId, amount: `${ORDER_AMOUNT_RULE}|optional`, idempotencyKey: key },
-			handler(this: Svc, ctx: Context<{ orderId: string; amount?: number; idempotencyKey: string }>) {
-				const { amount, idempotencyKey } = ctx.params;
-				return this.operate("refund", idempotencyKey, ctx.params, async () => {
-					const done: { p: any; amount: number }[] = [];
-					const result = await this.transaction(async (t: Transaction) => {
-						const paid: any[] = await this.models.Payment.findAll({ where: { order_id: ctx.params.orderId, status: { [Op.in]: movableFrom("refund") } }, order: [["created_at", "ASC"]], transaction: t, lock: t.LOCK.UPDATE, raw: true });
-						const left = paid.reduce((n, p) => n + p.captured - p.refunded, 0);
-						if (amount !== undefined && amount > left) throw new ConflictError(`Refund of ${amount} exceeds the ${left} left to refund`, "REFUND_EXCEEDS_CAPTURE", { left });
-						let wanted = amount ?? left;
-						for (const p of paid) {
-							const a = Math.min(wanted, p.captured - p.refunded);
+			params: { orderId, amount: `${ORDER_AMOUNT_RULE}|optional`, idempotencyKey: key, stepKey },
+			async handler(this: Svc, ctx: Context<{ orderId: string; amount?: number; idempotencyKey: string; stepKey?: string }>) {
+				const { idempotencyKey, stepKey: fenced, ...request } = ctx.params;
+				const done = await this.commandTx<RefundAnswer>(
+					{ scope: "payments", name: "refund", key: idempotencyKey, request: { op: "refund", ...request } },
+					async (r: Runner) => {
+						const paid = await r.query<PaymentRow>(
+							`SELECT id, order_id, status, amount, currency, captured, refunded, provider_ref FROM payments WHERE order_id = $1 AND status IN ('CAPTURED', 'PARTIALLY_REFUNDED') ORDER BY created_at${r.dialect === "postgres" ? " FOR UPDATE" : ""}`,
+							[request.orderId],
+						);
+						const left = paid.reduce((n, x) => n + Number(x.captured) - Number(x.refunded), 0);
+						if (request.amount !== undefined && request.amount > left) throw new ConflictError(`Refund of ${request.amount} exceeds the ${left} left to refund`, "REFUND_EXCEEDS_CAPTURE", { left });
+						let wanted = request.amount ?? left;
+						const sends: RefundAnswer["sends"] = [];
+						for (const pay of paid) {
+							const a = Math.min(wanted, Number(pay.captured) - Number(pay.refunded));
 							if (a <= 0) continue;
-							await this.applyRefund(t, p, a);
-							done.push({ p, amount: a });
+							await this.applyRefund(r, pay, a);
+							sends.push({ paymentId: pay.id, reference: pay.provider_ref!, amount: a, currency: pay.currency });
 							wanted -= a;
 						}
-						const refunded = done.reduce((n, d) => n + d.amount, 0);
-						await this.recordOperation(t, idempotencyKey, "refund", done[0]?.p.id ?? null, { refunded });
-						return { refunded };
-					});
-					for (const d of done) await this.providerRefund(d.p, d.amount);
-					return result;
-				});
+						return { answer: { refunded: sends.reduce((n, x) => n + x.amount, 0), sends } };
+					},
+					{ fence: fenced ? { scope: "payments", key: fenced } : undefined },
+				);
+				// Recorded first, sent after the commit — and sent again (same key) by every repeat, so a crash between cannot lose it.
+				for (const s of done.sends) await this.providerRefund(s, `${idempotencyKey}:${s.paymentId}`);
+				return { refunded: done.refunded };
 			},
 		},
 
@@ -257,83 +322,62 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 			},
 		},
 
+		/** An operator's refund (API.md: no idempotency key, so every call is a refund of its own). */
 		adminRefund: {
 			auth: "admin",
 			roles: ["support"],
 			params: { id: "string|min:1|max:36", amount: `${ORDER_AMOUNT_RULE}|optional` },
 			async handler(this: Svc, ctx: Context<{ id: string; amount?: number }>) {
-				const { p, amount } = await this.transaction(async (t: Transaction) => {
-					const row: any = await this.models.Payment.findByPk(ctx.params.id, { transaction: t, lock: t.LOCK.UPDATE, raw: true });
+				const send = await this.sql.transaction(async (r: Runner) => {
+					const [row] = await r.query<PaymentRow>(
+						`SELECT id, order_id, status, amount, currency, captured, refunded, provider_ref FROM payments WHERE id = $1${r.dialect === "postgres" ? " FOR UPDATE" : ""}`,
+						[ctx.params.id],
+					);
 					if (!row) throw new NotFoundError("Payment", "PAYMENT_NOT_FOUND");
 					assertMove("refund", row.status);
-					const a = refundAmount(row.captured, row.refunded, ctx.params.amount);
-					await this.applyRefund(t, row, a);
-					return { p: row, amount: a };
+					const a = refundAmount(Number(row.captured), Number(row.refunded), ctx.params.amount);
+					const rows = await this.applyRefund(r, row, a);
+					r.transaction!.afterCommit(() => this.outboxWritten(rows));
+					return { paymentId: row.id, reference: row.provider_ref!, amount: a, currency: row.currency };
 				});
-				await this.providerRefund(p, amount);
-				return publicPayment(await this.models.Payment.findByPk(p.id, { raw: true }));
+				await this.providerRefund(send, freshProviderKey(`admin-refund:${send.paymentId}`));
+				return publicPayment(await this.models.Payment.findByPk(send.paymentId, { raw: true }));
 			},
 		},
 	},
 
 	methods: {
-		/** Runs `fn` once per key: a repeat gets the first answer (or error), whether it is still running or long done. */
-		operate<T>(this: Svc, operation: Operation, idempotencyKey: string, params: unknown, fn: () => Promise<T>): Promise<T> {
-			return this.once(operation, idempotencyKey, params, async () => {
-				const earlier = await this.storedOperation(idempotencyKey, operation);
-				if (earlier) return earlier.result as T;
-				try {
-					return await fn();
-				} catch (err) {
-					// A rerun of the same key recorded its effect first: this one rolled back; answer with that one.
-					const raced = this.isUniqueViolation(err) ? await this.storedOperation(idempotencyKey, operation) : undefined;
-					if (raced) return raced.result as T;
-					throw err;
-				}
-			}, { waitMs: 5000 });
-		},
-
-		async storedOperation(this: Svc, idempotencyKey: string, operation: Operation): Promise<{ result: unknown } | undefined> {
-			const row: any = await this.models.Operation.findByPk(idempotencyKey, { raw: true });
-			if (!row) return undefined;
-			if (row.operation !== operation) throw new UnprocessableError(`This idempotency key was used for ${row.operation}`, "IDEMPOTENCY_KEY_REUSED", [{ field: "idempotencyKey", message: "already used" }]);
-			const error = jsonColumn<any>(row.error, null);
-			if (error) throw error.code === 402 ? new PaymentDeclinedError(error.type, error.message) : new Errors.MoleculerClientError(error.message, error.code, error.type, error.data);
-			return { result: jsonColumn(row.result, null) };
-		},
-
-		recordOperation(this: Svc, t: Transaction, idempotencyKey: string, operation: Operation, paymentId: string | null, result: unknown, error?: Errors.MoleculerError) {
-			const stored = error ? { message: error.message, code: error.code, type: error.type, data: error.data ?? null } : null;
-			return this.models.Operation.create({ idempotency_key: idempotencyKey, operation, payment_id: paymentId, result, error: stored, created_at: new Date() }, { transaction: t });
-		},
-
-		eventData(row: any): PaymentEventData {
-			return { paymentId: row.id, orderId: row.order_id, amount: { amount: row.amount, currency: row.currency }, status: row.status };
-		},
-
-		/** Adds `amount` to the refunded sum; the database refuses a refund beyond the capture, whatever runs concurrently. */
-		async applyRefund(this: Svc, t: Transaction, p: any, amount: number) {
-			const a = Math.trunc(amount);
-			const [n] = await this.models.Payment.update(
+		/**
+		 * Adds `amount` to the refunded sum and records the event, in one write; the database
+		 * refuses a refund beyond the capture whatever runs concurrently (409 REFUND_EXCEEDS_CAPTURE).
+		 */
+		async applyRefund(this: Svc, r: Runner, pay: PaymentRow, amount: number): Promise<Record<string, any[]>> {
+			const p = this.sql.params();
+			const a = p.int(amount);
+			const status = statusAfterRefund(Number(pay.captured), Number(pay.refunded) + amount);
+			const parts: Part[] = [
 				{
-					refunded: this.sequelize.literal(`refunded + ${a}`),
-					status: this.sequelize.literal(`CASE WHEN refunded + ${a} >= captured THEN 'REFUNDED' ELSE 'PARTIALLY_REFUNDED' END`),
-					updated_at: new Date(),
+					name: "rf",
+					sql: `UPDATE payments SET refunded = refunded + ${a}, status = CASE WHEN refunded + ${a} >= captured THEN 'REFUNDED' ELSE 'PARTIALLY_REFUNDED' END, updated_at = ${p.ts(new Date())}
+					      WHERE id = ${p.text(pay.id)} AND status IN (${movableFrom("refund").map(s => p.text(s)).join(", ")}) AND captured - refunded >= ${a} RETURNING id`,
 				},
-				{ where: { id: p.id, status: { [Op.in]: movableFrom("refund") }, [Op.and]: this.sequelize.literal(`captured - refunded >= ${a}`) }, transaction: t },
-			);
-			if (!n) throw new ConflictError(`Refund of ${a} exceeds what is left to refund`, "REFUND_EXCEEDS_CAPTURE");
-			const after: any = await this.models.Payment.findByPk(p.id, { transaction: t, raw: true });
-			await this.recordEvent(t, "payments.payment.refunded", { ...this.eventData(after), amount: { amount: a, currency: after.currency } });
+				this.outboxPart(p, "outbox", [["payments.payment.refunded", { ...eventData({ ...pay, status }), amount: { amount, currency: pay.currency } }]], ["rf"]),
+			];
+			const rows = await r.write(parts, p);
+			if (!rows.rf.length) throw new ConflictError(`Refund of ${amount} exceeds what is left to refund`, "REFUND_EXCEEDS_CAPTURE");
+			// Counted once, when the refund is recorded (not when a repeat sends it to the provider again).
+			const count = () => recordRefund(amount, pay.currency);
+			if (r.transaction) r.transaction.afterCommit(count);
+			else count();
+			return rows;
 		},
 
-		/** The refund is recorded first (so no concurrent one can overshoot), then sent; a provider failure is loud. */
-		async providerRefund(this: Svc, p: any, amount: number) {
+		/** Sends a recorded refund to the provider under its key; a provider that refuses is loud (an operator must look). */
+		async providerRefund(this: Svc, s: RefundAnswer["sends"][number], providerKey: string) {
 			try {
-				await this.provider.refund(p.provider_ref, { amount, currency: p.currency });
-				recordRefund(amount, p.currency);
+				await this.provider.refund(s.reference, { amount: s.amount, currency: s.currency }, providerKey);
 			} catch (err) {
-				this.logger.error("Provider refused a recorded refund; needs an operator", { paymentId: p.id, orderId: p.order_id, amount, error: (err as Error).message });
+				this.logger.error("Provider refused a recorded refund; needs an operator", { paymentId: s.paymentId, amount: s.amount, error: (err as Error).message });
 				throw err;
 			}
 		},

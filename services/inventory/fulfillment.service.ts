@@ -3,18 +3,24 @@
  * deliver by operators (lib/fulfillment/state). Each move is a conditional update, so two
  * operators cannot both make it. Work that spans an order's fulfillments (create, cancel, the
  * shipped/delivered events) takes that order's lock row, so it sees its siblings as they are.
+ *
+ * The saga's create and cancel are idempotent commands (mixins/idempotency.mixin.ts): create is
+ * one statement on PostgreSQL (the order's row, its fulfillments, the key's record); the order's
+ * row makes any second create for the order — another key, or after a cancel — take no effect,
+ * and cancel fences the create step's key.
  */
 import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { DataTypes, Op, type Transaction } from "sequelize";
+import { DataTypes, type Transaction } from "sequelize";
 import { clampPaging } from "../../lib/catalog/query";
-import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
+import { ConflictError, NotFoundError } from "../../lib/errors";
 import { faultPoint } from "../../lib/faults";
 import { planFulfillments } from "../../lib/fulfillment/plan";
 import { CANCELLABLE, FULFILLMENT_STATUSES, type FulfillmentStatus, type FulfillmentVerb, orderComplete, transition } from "../../lib/fulfillment/state";
 import { AccessMixin } from "../../mixins/access.mixin";
+import type { Params, Runner } from "../../lib/db/sql";
 import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
-import { idempotencyMigrations, requestHash } from "../../mixins/idempotency.mixin";
+import { IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
 
 const migrations: Migration[] = [
@@ -57,9 +63,18 @@ const migrations: Migration[] = [
 			await qi.addIndex("fulfillments", ["order_id", "warehouse_id"], { unique: true, name: "fulfillments_order_warehouse" });
 		},
 	},
+	{
+		name: "i7-005-fulfillment-create-key-goes",
+		async up(qi) {
+			// Idempotency is the key table's alone (mixins/idempotency.mixin.ts).
+			await qi.removeIndex("fulfillment_orders", "fulfillment_orders_create_key");
+			await qi.sequelize.query("ALTER TABLE fulfillment_orders DROP COLUMN create_key");
+			await qi.sequelize.query("ALTER TABLE fulfillment_orders DROP COLUMN request_hash");
+		},
+	},
 ];
 
-type Svc = Service & DbMethods & OutboxMethods & { [k: string]: any };
+type Svc = Service & DbMethods & OutboxMethods & IdempotencyMethods & { [k: string]: any };
 type MoveVerb = Exclude<FulfillmentVerb, "cancel">;
 
 interface CreateParams {
@@ -68,12 +83,6 @@ interface CreateParams {
 	shippingAddress: Record<string, unknown>;
 	shippingMethod: string;
 	idempotencyKey: string;
-}
-
-/** Whether a unique-constraint error is about `column` (PostgreSQL names fields in an object, SQLite in an array). */
-function violated(err: unknown, column: string): boolean {
-	const fields = (err as { fields?: string[] | Record<string, unknown> }).fields;
-	return Array.isArray(fields) ? fields.includes(column) : Boolean(fields && column in fields);
 }
 
 const summary = (f: any) => ({ id: f.id, warehouseId: f.warehouse_id, status: f.status as FulfillmentStatus });
@@ -130,8 +139,6 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 					{
 						order_id: { type: DataTypes.STRING(36), primaryKey: true },
 						state: DataTypes.STRING(16),
-						create_key: DataTypes.STRING(255),
-						request_hash: DataTypes.STRING(64),
 						created_at: DataTypes.DATE(3),
 						updated_at: DataTypes.DATE(3),
 					},
@@ -139,6 +146,7 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 				),
 			}),
 		}),
+		IdempotencyMixin,
 		OutboxMixin,
 		AccessMixin,
 	],
@@ -153,34 +161,34 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 				shippingMethod: "string|min:1|max:20",
 				idempotencyKey: "string|min:1|max:255",
 			},
-			async handler(this: Svc, ctx: Context<CreateParams>) {
-				const { idempotencyKey: _key, ...request } = ctx.params;
-				const hash = requestHash(request);
-				try {
-					return await this.transaction((t: Transaction) => this.createOnce(t, ctx.params, hash));
-				} catch (err) {
-					// The key is unique across orders: another order already used it.
-					if (this.isUniqueViolation(err) && violated(err, "create_key")) throw new UnprocessableError("This idempotency key was used for another order", "IDEMPOTENCY_KEY_REUSED");
-					throw err;
-				}
+			handler(this: Svc, ctx: Context<CreateParams>) {
+				const { idempotencyKey, ...request } = ctx.params;
+				return this.command({ scope: "fulfillment", name: "fulfillment.create", key: idempotencyKey, request: { op: "create", ...request } }, (p: Params) => this.createPlan(p, request));
 			},
 		},
 
-		/** Cancels every fulfillment of the order, or none once one has shipped. Idempotent by nature. */
+		/** Cancels every fulfillment of the order, or none once one has shipped (409 NOT_CANCELLABLE). Compensation of create, and cancellation. */
 		cancel: {
-			params: { orderId: "string|min:1|max:36", idempotencyKey: "string|min:1|max:255" },
-			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string }>) {
-				const { orderId } = ctx.params;
-				return this.transaction(async (t: Transaction) => {
-					await this.lockOrder(t, orderId);
-					const rows: any[] = await this.models.Fulfillment.findAll({ where: { order_id: orderId }, transaction: t, raw: true });
-					const gone = rows.filter(r => r.status === "SHIPPED" || r.status === "DELIVERED");
-					if (gone.length) throw new ConflictError("Part of the order has shipped", "NOT_CANCELLABLE", { fulfillments: gone.map(summary) });
-					const now = new Date();
-					await this.models.Fulfillment.update({ status: "CANCELLED", updated_at: now }, { where: { order_id: orderId, status: { [Op.in]: CANCELLABLE } }, transaction: t });
-					await this.models.OrderLock.update({ state: "CANCELLED", updated_at: now }, { where: { order_id: orderId }, transaction: t });
-					return { fulfillments: await this.summaries(t, orderId) };
-				});
+			params: { orderId: "string|min:1|max:36", idempotencyKey: "string|min:1|max:255", stepKey: "string|min:1|max:255|optional" },
+			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string; stepKey?: string }>) {
+				const { idempotencyKey, stepKey, ...request } = ctx.params;
+				const { orderId } = request;
+				return this.commandTx(
+					{ scope: "fulfillment", name: "fulfillment.cancel", key: idempotencyKey, request: { op: "cancel", ...request } },
+					async (r: Runner) => {
+						await this.lockOrderRow(r, orderId);
+						const rows = await r.query<any>("SELECT id, warehouse_id, status FROM fulfillments WHERE order_id = $1", [orderId]);
+						const gone = rows.filter(f => f.status === "SHIPPED" || f.status === "DELIVERED");
+						if (gone.length) throw new ConflictError("Part of the order has shipped", "NOT_CANCELLABLE", { fulfillments: gone.map(summary) });
+						const p = this.sql.params();
+						await r.query(`UPDATE fulfillments SET status = 'CANCELLED', updated_at = ${p.ts(new Date())} WHERE order_id = ${p.text(orderId)} AND status IN (${CANCELLABLE.map(c => p.text(c)).join(", ")}) RETURNING id`, p.values);
+						const q = this.sql.params();
+						await r.query(`UPDATE fulfillment_orders SET state = 'CANCELLED', updated_at = ${q.ts(new Date())} WHERE order_id = ${q.text(orderId)} RETURNING order_id`, q.values);
+						const after = await r.query<any>("SELECT id, warehouse_id, status FROM fulfillments WHERE order_id = $1 ORDER BY warehouse_id", [orderId]);
+						return { answer: { fulfillments: after.map(summary) } };
+					},
+					{ fence: stepKey ? { scope: "fulfillment", key: stepKey } : undefined },
+				);
 			},
 		},
 
@@ -218,33 +226,36 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 	},
 
 	methods: {
-		async createOnce(this: Svc, t: Transaction, p: CreateParams, hash: string) {
-			const lock = await this.lockOrder(t, p.orderId);
-			if (lock.create_key === p.idempotencyKey) {
-				if (lock.request_hash !== hash) throw new UnprocessableError("This idempotency key was used with a different request", "IDEMPOTENCY_KEY_REUSED");
-				return { fulfillments: await this.summaries(t, p.orderId) };
-			}
-			if (lock.state === "CANCELLED") throw new ConflictError("The order's fulfillment was cancelled", "FULFILLMENT_FAILED");
-			if (lock.create_key || (await this.models.Fulfillment.count({ where: { order_id: p.orderId }, transaction: t }))) {
-				throw new ConflictError("The order's fulfillments were created by another request", "FULFILLMENT_FAILED");
-			}
-			const now = new Date();
-			await this.models.OrderLock.update({ create_key: p.idempotencyKey, request_hash: hash, updated_at: now }, { where: { order_id: p.orderId }, transaction: t });
-			const rows = planFulfillments(p.allocations).map(plan => ({
-				id: randomUUID(),
-				order_id: p.orderId,
-				warehouse_id: plan.warehouseId,
-				status: "PENDING",
-				items: plan.items,
-				shipping_address: p.shippingAddress,
-				shipping_method: p.shippingMethod,
-				tracking_number: null,
-				created_at: now,
-				updated_at: now,
-			}));
-			await this.models.Fulfillment.bulkCreate(rows, { transaction: t });
+		/** One fulfillment per warehouse, and the order's row: a second create for the order (another key, or after a cancel) finds it and is refused. */
+		createPlan(this: Svc, p: Params, request: Omit<CreateParams, "idempotencyKey">) {
 			faultPoint("fulfillment.create");
-			return { fulfillments: rows.map(summary) };
+			const now = p.ts(new Date());
+			const order = p.text(request.orderId);
+			const plans = planFulfillments(request.allocations).map(plan => ({ id: randomUUID(), warehouseId: plan.warehouseId, items: plan.items }));
+			const rows = plans.map(f => `SELECT ${p.text(f.id)} AS id, ${p.text(f.warehouseId)} AS warehouse_id, ${p.json(f.items)} AS items`).join(" UNION ALL ");
+			return {
+				parts: [
+					{ name: "lock", sql: `INSERT INTO fulfillment_orders (order_id, state, created_at, updated_at) VALUES (${order}, 'OPEN', ${now}, ${now}) ON CONFLICT (order_id) DO NOTHING RETURNING order_id` },
+					{
+						name: "ful",
+						sql: `INSERT INTO fulfillments (id, order_id, warehouse_id, status, items, shipping_address, shipping_method, tracking_number, created_at, updated_at)
+						      SELECT f.id, ${order}, f.warehouse_id, 'PENDING', f.items, ${p.json(request.shippingAddress)}, ${p.text(request.shippingMethod)}, NULL, ${now}, ${now} FROM (${rows}) f WHERE {guard} RETURNING id`,
+						requires: ["lock"],
+					},
+				],
+				outcome: { answer: { fulfillments: plans.map(f => ({ id: f.id, warehouseId: f.warehouseId, status: "PENDING" as FulfillmentStatus })) } },
+				requires: ["lock"],
+				refused: () => new ConflictError("The order's fulfillments were created by another request, or cancelled", "FULFILLMENT_FAILED"),
+			};
+		},
+
+		/** Takes (creating it if need be) the order's lock row for the rest of the transaction. */
+		async lockOrderRow(this: Svc, r: Runner, orderId: string) {
+			const p = this.sql.params();
+			const now = p.ts(new Date());
+			await r.query(`INSERT INTO fulfillment_orders (order_id, state, created_at, updated_at) VALUES (${p.text(orderId)}, 'OPEN', ${now}, ${now}) ON CONFLICT (order_id) DO NOTHING RETURNING order_id`, p.values);
+			const [row] = await r.query<any>(`SELECT order_id, state FROM fulfillment_orders WHERE order_id = $1${r.dialect === "postgres" ? " FOR UPDATE" : ""}`, [orderId]);
+			return row;
 		},
 
 		/** Takes (creating it if need be) the order's lock row for the rest of `t`. */
@@ -254,10 +265,7 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 			return this.models.OrderLock.findByPk(orderId, { transaction: t, lock: t.LOCK.UPDATE, raw: true });
 		},
 
-		async summaries(this: Svc, t: Transaction, orderId: string) {
-			const rows: any[] = await this.models.Fulfillment.findAll({ where: { order_id: orderId }, order: [["warehouse_id", "ASC"]], transaction: t, raw: true });
-			return rows.map(summary);
-		},
+
 
 		async move(this: Svc, ctx: Context, id: string, verb: MoveVerb) {
 			const f: any = await this.models.Fulfillment.findByPk(id, { raw: true });

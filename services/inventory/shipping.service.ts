@@ -2,7 +2,10 @@
  * Shipping: rate quotes (lib/shipping/rates, by weight, origin and destination), shipments with
  * tracking numbers, and their tracking events (a delivery arrives as fulfillment.fulfillment.delivered).
  * Origins are the countries of the active warehouses, a read model fed by warehouse.warehouse.*
- * events and kept in memory, so a quote costs no query and no call.
+ * events and kept in memory, so a quote costs no query and no call (orders asks for them now and
+ * then through `origins`, to price a checkout the same way).
+ * createShipment is an idempotent command (mixins/idempotency.mixin.ts): the shipment, its first
+ * tracking event and the key's record in one statement on PostgreSQL; one shipment per fulfillment.
  */
 import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
@@ -13,12 +16,13 @@ import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/erro
 import type { DomainEvent } from "../../lib/events";
 import { faultPoint } from "../../lib/faults";
 import type { WarehouseSnapshot } from "../../lib/events";
-import { nearestOrigin, shippingRates } from "../../lib/shipping/rates";
+import { originFor, shippingRates } from "../../lib/shipping/rates";
 import { isTrackingNumber, newTrackingNumber } from "../../lib/shipping/tracking";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
+import { type Params, violationOf } from "../../lib/db/sql";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
-import { idempotencyMigrations, requestHash } from "../../mixins/idempotency.mixin";
+import { IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
 import { ADDRESS_RULES } from "../customer/customers.service";
 
 const migrations: Migration[] = [
@@ -70,12 +74,18 @@ const migrations: Migration[] = [
 			});
 		},
 	},
+	{
+		name: "i7-006-shipment-keys-go",
+		async up(qi) {
+			// Idempotency is the key table's alone (mixins/idempotency.mixin.ts).
+			await qi.removeIndex("shipments", "shipments_idempotency_key");
+			await qi.sequelize.query("ALTER TABLE shipments DROP COLUMN idempotency_key");
+			await qi.sequelize.query("ALTER TABLE shipments DROP COLUMN request_hash");
+		},
+	},
 ];
 
-type Svc = Service & DbMethods & { origins: string[]; originsTimer?: NodeJS.Timeout; [k: string]: any };
-
-/** The origin of quotes while no active warehouse has an address yet: the tariff's home. */
-export const DEFAULT_ORIGIN = "US";
+type Svc = Service & DbMethods & IdempotencyMethods & { origins: string[]; originsTimer?: NodeJS.Timeout; [k: string]: any };
 
 interface ShipmentParams {
 	fulfillmentId: string;
@@ -109,8 +119,6 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 						method: DataTypes.STRING(20),
 						status: DataTypes.STRING(20),
 						address: DataTypes.JSON,
-						idempotency_key: DataTypes.STRING(255),
-						request_hash: DataTypes.STRING(64),
 						created_at: DataTypes.DATE(3),
 					},
 					{ tableName: "shipments", timestamps: false },
@@ -127,11 +135,19 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 				),
 			}),
 		}),
+		IdempotencyMixin,
 		ConsumerMixin,
 		AccessMixin,
 	],
 
 	actions: {
+		/** Internal (orders prices a checkout itself): the countries parcels can leave from now, `{ origins: ["DE", "US"] }`. */
+		origins: {
+			handler(this: Svc) {
+				return { origins: this.origins };
+			},
+		},
+
 		/** Internal (orders): rates for lines whose weights the caller already has. */
 		quote: {
 			params: {
@@ -180,15 +196,16 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 			},
 			async handler(this: Svc, ctx: Context<ShipmentParams>) {
 				const { idempotencyKey, ...request } = ctx.params;
-				const hash = requestHash(request);
 				for (let attempt = 1; ; attempt++) {
-					const prior: any = await this.models.Shipment.findOne({ where: { [Op.or]: [{ idempotency_key: idempotencyKey }, { fulfillment_id: request.fulfillmentId }] }, raw: true });
-					if (prior) return this.replay(prior, idempotencyKey, hash);
 					try {
-						return await this.transaction((t: Transaction) => this.insertShipment(t, ctx.params, hash));
+						return await this.command({ scope: "shipping", name: "createShipment", key: idempotencyKey, request: { op: "createShipment", ...request } }, (p: Params) => this.shipmentPlan(p, request));
 					} catch (err) {
-						// A concurrent call with this key (or for this fulfillment) won, or the tracking number was taken: look again.
-						if (!this.isUniqueViolation(err) || attempt >= TRACKING_ATTEMPTS) throw err;
+						const v = violationOf(err);
+						// Another key already shipped this fulfillment (a repeat of this key answered above).
+						if (v?.kind === "unique" && v.detail.includes("fulfillment")) throw new ConflictError("The fulfillment already has a shipment", "SHIPMENT_EXISTS");
+						// A tracking-number collision: draw another.
+						if (v?.kind === "unique" && v.detail.includes("tracking_number") && attempt < TRACKING_ATTEMPTS) continue;
+						throw err;
 					}
 				}
 			},
@@ -227,7 +244,7 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 
 	methods: {
 		rates(this: Svc, country: string, weightGrams: number, subtotal: number) {
-			const origin = nearestOrigin(this.origins, country) ?? DEFAULT_ORIGIN;
+			const origin = originFor(this.origins, country);
 			return shippingRates({ weightGrams, origin, country, subtotal, freeShippingThreshold: config().FREE_SHIPPING_THRESHOLD_CENTS });
 		},
 
@@ -254,30 +271,22 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 			if (items.length) this.logger.info(`Shipping origins loaded from the warehouse service: ${items.length} warehouses`);
 		},
 
-		replay(this: Svc, prior: any, key: string, hash: string) {
-			if (prior.idempotency_key !== key) throw new ConflictError("The fulfillment already has a shipment", "SHIPMENT_EXISTS");
-			if (prior.request_hash !== hash) throw new UnprocessableError("This idempotency key was used with a different request", "IDEMPOTENCY_KEY_REUSED");
-			return { trackingNumber: prior.tracking_number };
-		},
-
-		async insertShipment(this: Svc, t: Transaction, p: ShipmentParams, hash: string) {
-			const now = new Date();
-			const shipment = {
-				id: randomUUID(),
-				tracking_number: newTrackingNumber(),
-				fulfillment_id: p.fulfillmentId,
-				order_id: p.orderId,
-				method: p.method,
-				status: "IN_TRANSIT",
-				address: p.address,
-				idempotency_key: p.idempotencyKey,
-				request_hash: hash,
-				created_at: now,
-			};
-			await this.models.Shipment.create(shipment, { transaction: t });
-			await this.models.TrackingEvent.create({ id: randomUUID(), shipment_id: shipment.id, status: "IN_TRANSIT", at: now }, { transaction: t });
+		shipmentPlan(this: Svc, p: Params, request: Omit<ShipmentParams, "idempotencyKey">) {
 			faultPoint("shipping.createShipment");
-			return { trackingNumber: shipment.tracking_number };
+			const now = p.ts(new Date());
+			const id = p.text(randomUUID());
+			const trackingNumber = newTrackingNumber();
+			return {
+				parts: [
+					{
+						name: "sh",
+						sql: `INSERT INTO shipments (id, tracking_number, fulfillment_id, order_id, method, status, address, created_at) VALUES (${id}, ${p.text(trackingNumber)}, ${p.text(request.fulfillmentId)}, ${p.text(request.orderId)}, ${p.text(request.method)}, 'IN_TRANSIT', ${p.json(request.address)}, ${now}) RETURNING id`,
+					},
+					{ name: "te", sql: `INSERT INTO tracking_events (id, shipment_id, status, at) SELECT ${p.text(randomUUID())}, ${id}, 'IN_TRANSIT', ${now} WHERE {guard} RETURNING id`, requires: ["sh"] },
+				],
+				outcome: { answer: { trackingNumber } },
+				requires: ["sh"],
+			};
 		},
 	},
 

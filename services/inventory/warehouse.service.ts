@@ -1,9 +1,14 @@
 /**
  * Warehouse: stock per (sku, warehouse), reservations that take all lines or none, a ledger of
- * stock movements, and expiry of forgotten reservations. Every quantity change is a conditional
- * UPDATE inside one transaction, recorded as a movement in that transaction, so concurrent
- * checkouts can never oversell or drive stock below zero. Only active warehouses take new
- * reservations. Managing warehouses and bulk stock live in warehouse-admin.mixin.ts.
+ * stock movements, and expiry of forgotten reservations.
+ *
+ * The database keeps invariant 1 itself (CHECK on_hand >= reserved >= 0), so no write can
+ * oversell whatever runs concurrently. The saga's commands (reserve, commit) are one statement
+ * each on PostgreSQL — stock rows locked in (sku, warehouse) order, updated, ledgered, the events
+ * and the idempotency key's record written — so a stock row is held for one round trip. Release
+ * (a compensation, and cancellation) fences the reserve step's key: a reserve arriving after it
+ * takes no effect. One reservation per order. Only active warehouses take new reservations.
+ * Managing warehouses and bulk stock live in warehouse-admin.mixin.ts.
  */
 import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
@@ -11,13 +16,14 @@ import { DataTypes, Op, QueryTypes, type Transaction } from "sequelize";
 import { config } from "../../config";
 import { DEMO_PRODUCTS } from "../../lib/catalog/demo-data";
 import { SKU_RULE } from "../../lib/catalog/product";
-import { ConflictError, NotFoundError } from "../../lib/errors";
+import { ConflictError, DependencyUnavailableError, NotFoundError } from "../../lib/errors";
 import { faultPoint } from "../../lib/faults";
-import { type Allocation, allocate, bySkuThenWarehouse } from "../../lib/inventory/allocation";
+import { allocate, bySkuThenWarehouse } from "../../lib/inventory/allocation";
 import { DEMO_WAREHOUSES, totalAvailable, warehouseColumns, warehouseSnapshot } from "../../lib/inventory/warehouses";
+import { type Params, type Part, type Runner, recording, violationOf } from "../../lib/db/sql";
 import { AccessMixin } from "../../mixins/access.mixin";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
-import { IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
+import { type Command, IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
 import { WarehouseAdminMixin } from "./warehouse-admin.mixin";
 
@@ -82,12 +88,44 @@ const migrations: Migration[] = [
 			for (const w of DEMO_WAREHOUSES) await qi.bulkUpdate("warehouses", { ...warehouseColumns(w.address), updated_at: new Date() }, { id: w.id });
 		},
 	},
+	{
+		name: "i7-004-stock-check-one-reservation-per-order",
+		async up(qi) {
+			const q = (sql: string) => qi.sequelize.query(sql);
+			// Invariant 1 by the database: no write, however it races, leaves reserved < 0 or above on hand.
+			if (qi.sequelize.getDialect() === "postgres") {
+				await q("ALTER TABLE stock ADD CONSTRAINT stock_levels CHECK (reserved >= 0 AND on_hand >= reserved)");
+			} else {
+				// SQLite adds a CHECK only by rebuilding the table.
+				await q("CREATE TABLE stock_checked (sku VARCHAR(64) NOT NULL, warehouse_id VARCHAR(36) NOT NULL, on_hand INTEGER NOT NULL, reserved INTEGER NOT NULL, PRIMARY KEY (sku, warehouse_id), CONSTRAINT stock_levels CHECK (reserved >= 0 AND on_hand >= reserved))");
+				await q("INSERT INTO stock_checked (sku, warehouse_id, on_hand, reserved) SELECT sku, warehouse_id, on_hand, reserved FROM stock");
+				await q("DROP TABLE stock");
+				await q("ALTER TABLE stock_checked RENAME TO stock");
+			}
+			// The key table is the one idempotency mechanism; a reservation is the order's, once.
+			await qi.removeIndex("reservations", "reservations_idempotency_key");
+			await q("ALTER TABLE reservations DROP COLUMN idempotency_key");
+			await qi.removeIndex("reservations", "reservations_order_id");
+			await qi.addIndex("reservations", ["order_id"], { unique: true, name: "reservations_one_per_order" });
+		},
+	},
 ];
 
 type Svc = Service & DbMethods & OutboxMethods & IdempotencyMethods & { [k: string]: any };
 type Line = { sku: string; quantity: number };
 const key = "string|min:1|max:255";
+/** A reserve whose plan was overtaken by a concurrent one is planned again, at most this often. */
+const PLAN_ATTEMPTS = 5;
+/** How a stock row's availability changed, for its warehouse.stock.changed event. */
+interface StockChange {
+	sku: string;
+	warehouseId: string;
+	/** Change of the sku's total availability (all warehouses) that this write makes. */
+	skuDelta: number;
+}
 const orderId = "string|min:1|max:36";
+/** The warehouses that take new reservations and count towards availability (SQL, both dialects). */
+const ACTIVE_WAREHOUSES = "SELECT id FROM warehouses WHERE active";
 
 const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 	name: "warehouse",
@@ -113,7 +151,7 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 					},
 					{ tableName: "warehouses", timestamps: false },
 				),
-				Reservation: s.define("Reservation", { id: { type: DataTypes.STRING(36), primaryKey: true }, order_id: DataTypes.STRING(36), idempotency_key: DataTypes.STRING(255), status: DataTypes.STRING(16), expires_at: DataTypes.DATE(3), created_at: DataTypes.DATE(3) }, { tableName: "reservations", timestamps: false }),
+				Reservation: s.define("Reservation", { id: { type: DataTypes.STRING(36), primaryKey: true }, order_id: DataTypes.STRING(36), status: DataTypes.STRING(16), expires_at: DataTypes.DATE(3), created_at: DataTypes.DATE(3) }, { tableName: "reservations", timestamps: false }),
 				Line: s.define("ReservationLine", { reservation_id: { type: DataTypes.STRING(36), primaryKey: true }, sku: { type: DataTypes.STRING(64), primaryKey: true }, warehouse_id: { type: DataTypes.STRING(36), primaryKey: true }, quantity: DataTypes.INTEGER }, { tableName: "reservation_lines", timestamps: false }),
 				Movement: s.define("StockMovement", { id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true }, sku: DataTypes.STRING(64), warehouse_id: DataTypes.STRING(36), delta_on_hand: DataTypes.INTEGER, delta_reserved: DataTypes.INTEGER, reason: DataTypes.STRING(20), reference: DataTypes.STRING(64), created_at: DataTypes.DATE(3) }, { tableName: "stock_movements", timestamps: false }),
 			}),
@@ -128,25 +166,43 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 	settings: { reservationTtlMs: 15 * 60_000, sweepIntervalMs: 30_000 },
 
 	actions: {
+		/** Saga step 2: all lines or none (409 OUT_OF_STOCK, which takes no effect); the reservation expires after `reservationTtlMs`. */
 		reserve: {
 			params: { orderId, lines: { type: "array", min: 1, max: 100, items: { type: "object", strict: true, props: { sku: "string|min:1|max:64", quantity: "number|integer|min:1|max:1000" } } }, idempotencyKey: key },
 			handler(this: Svc, ctx: Context<{ orderId: string; lines: Line[]; idempotencyKey: string }>) {
-				const { lines, idempotencyKey } = ctx.params;
-				return this.once("reserve", idempotencyKey, ctx.params, () => this.reserveLines(ctx.params.orderId, lines, idempotencyKey), { waitMs: 5000 });
+				const { idempotencyKey, ...request } = ctx.params;
+				return this.reserve({ scope: "warehouse", name: "reserve", key: idempotencyKey, request: { op: "reserve", ...request } });
 			},
 		},
 
+		/** Compensation of reserve, and cancellation: held stock becomes available again, committed stock goes back on the shelf. */
 		release: {
-			params: { orderId, idempotencyKey: key },
-			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string }>) {
-				return this.once("release", ctx.params.idempotencyKey, ctx.params, () => this.releaseOrder(ctx.params.orderId), { waitMs: 5000 });
+			params: { orderId, idempotencyKey: key, stepKey: "string|min:1|max:255|optional" },
+			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string; stepKey?: string }>) {
+				const { idempotencyKey, stepKey, ...request } = ctx.params;
+				return this.commandTx(
+					{ scope: "warehouse", name: "release", key: idempotencyKey, request: { op: "release", ...request } },
+					async (r: Runner) => {
+						faultPoint("warehouse.release");
+						const held = await r.query<{ id: string; status: string }>(
+							`SELECT id, status FROM reservations WHERE order_id = $1 AND status IN ('HELD', 'COMMITTED')${r.dialect === "postgres" ? " FOR UPDATE" : ""}`,
+							[request.orderId],
+						);
+						let released = 0;
+						for (const res of held) if (await this.endReservation(r, res, "RELEASED")) released++;
+						return { answer: { released } };
+					},
+					{ fence: stepKey ? { scope: "warehouse", key: stepKey } : undefined },
+				);
 			},
 		},
 
+		/** Saga step 5: held stock leaves the shelf (onHand and reserved both drop). 409 NO_RESERVATION once released or expired. */
 		commit: {
 			params: { orderId, idempotencyKey: key },
 			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string }>) {
-				return this.once("commit", ctx.params.idempotencyKey, ctx.params, () => this.commitOrder(ctx.params.orderId), { waitMs: 5000 });
+				const { idempotencyKey, ...request } = ctx.params;
+				return this.command({ scope: "warehouse", name: "commit", key: idempotencyKey, request: { op: "commit", ...request } }, async (p: Params) => this.commitPlan(p, request.orderId));
 			},
 		},
 
@@ -204,111 +260,136 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 	},
 
 	methods: {
-		async reserveLines(this: Svc, orderId: string, lines: Line[], idempotencyKey: string) {
-			const earlier = await this.reservationByKey(idempotencyKey);
-			if (earlier) return earlier;
-			try {
-				return await this.transaction(async (t: Transaction) => {
-					const skus = [...new Set(lines.map(l => l.sku))].sort();
-					// Locked in one order (sku, warehouse) so the plan holds to the commit and reservations never deadlock.
-					// Inactive warehouses take no new reservations (API.md); what they hold already stays reserved.
-					const rows: any[] = await this.models.Stock.findAll({ where: { sku: { [Op.in]: skus }, warehouse_id: { [Op.in]: this.activeWarehouseIds() } }, order: [["sku", "ASC"], ["warehouse_id", "ASC"]], transaction: t, lock: t.LOCK.UPDATE, raw: true });
-					const levels = rows.map(r => ({ sku: r.sku, warehouseId: r.warehouse_id, available: r.on_hand - r.reserved }));
-					const plan = allocate(lines, levels);
-					if (!plan.ok) throw new ConflictError("Not enough stock", "OUT_OF_STOCK", plan.short);
-					const allocations = [...plan.allocations].sort(bySkuThenWarehouse);
-					const reservationId = randomUUID();
-					for (const a of allocations) {
-						// The database has the last word: a row without enough left updates nothing and the whole reservation rolls back.
-						const [n] = await this.models.Stock.update(
-							{ reserved: this.sequelize.literal(`reserved + ${a.quantity}`) },
-							{ where: { sku: a.sku, warehouse_id: a.warehouseId, [Op.and]: this.sequelize.literal(`on_hand - reserved >= ${a.quantity}`) }, transaction: t },
-						);
-						if (!n) {
-							const requested = lines.filter(l => l.sku === a.sku).reduce((s, l) => s + l.quantity, 0);
-							const available = levels.filter(l => l.sku === a.sku).reduce((s, l) => s + l.available, 0);
-							throw new ConflictError("Not enough stock", "OUT_OF_STOCK", [{ sku: a.sku, requested, available }]);
-						}
-						await this.movement(t, a.sku, a.warehouseId, 0, a.quantity, "RESERVE", reservationId);
-					}
-					const now = new Date();
-					await this.models.Reservation.create({ id: reservationId, order_id: orderId, idempotency_key: idempotencyKey, status: "HELD", expires_at: new Date(now.getTime() + this.settings.reservationTtlMs), created_at: now }, { transaction: t });
-					await this.models.Line.bulkCreate(allocations.map(a => ({ reservation_id: reservationId, sku: a.sku, warehouse_id: a.warehouseId, quantity: a.quantity })), { transaction: t });
-					for (const a of allocations) await this.stockChanged(t, a.sku, a.warehouseId);
-					return { reservationId, allocations };
-				});
-			} catch (err) {
-				// The same key reserved meanwhile (its first call's answer was lost): that reservation is the answer.
-				const raced = this.isUniqueViolation(err) ? await this.reservationByKey(idempotencyKey) : undefined;
-				if (raced) return raced;
-				throw err;
+		/** Reads the levels, allocates, writes; planned again when a concurrent reservation took the stock first. */
+		async reserve(this: Svc, cmd: Command & { request: { orderId: string; lines: Line[] } }) {
+			const { orderId: order, lines } = cmd.request;
+			for (let attempt = 1; ; attempt++) {
+				try {
+					return await this.command(cmd, (p: Params) => this.reservePlan(p, order, lines));
+				} catch (err) {
+					const v = violationOf(err);
+					// The CHECK refused the write: the levels read were overtaken. Plan again from fresh ones.
+					if (v?.kind === "check" && attempt < PLAN_ATTEMPTS) continue;
+					if (v?.kind === "check") throw new DependencyUnavailableError("Stock is contended; try again", "STOCK_CONTENDED");
+					// The order holds a reservation already (another key): a second one must not take effect.
+					if (v?.kind === "unique" && v.target === "reservations") throw new ConflictError("The order already has a reservation", "RESERVATION_EXISTS");
+					throw err;
+				}
 			}
 		},
 
-		async reservationByKey(this: Svc, idempotencyKey: string): Promise<{ reservationId: string; allocations: Allocation[] } | undefined> {
-			const r: any = await this.models.Reservation.findOne({ where: { idempotency_key: idempotencyKey }, raw: true });
-			if (!r) return undefined;
-			return { reservationId: r.id, allocations: (await this.linesOf(r.id)).map((l: any) => ({ warehouseId: l.warehouse_id, sku: l.sku, quantity: l.quantity })) };
-		},
-
-		linesOf(this: Svc, reservationId: string, t?: Transaction): Promise<any[]> {
-			return this.models.Line.findAll({ where: { reservation_id: reservationId }, order: [["sku", "ASC"], ["warehouse_id", "ASC"]], transaction: t, raw: true });
-		},
-
-		/** Releases what the order holds: HELD stock becomes available again, COMMITTED stock goes back on the shelf. */
-		async releaseOrder(this: Svc, orderId: string) {
-			faultPoint("warehouse.release");
-			const reservations: any[] = await this.models.Reservation.findAll({ where: { order_id: orderId, status: { [Op.in]: ["HELD", "COMMITTED"] } }, raw: true });
-			let released = 0;
-			for (const r of reservations) if (await this.releaseReservation(r, "RELEASED")) released++;
-			return { released };
-		},
-
-		/** Ends one reservation (conditional on the status it was read in, so twice is once). */
-		async releaseReservation(this: Svc, r: any, to: "RELEASED" | "EXPIRED"): Promise<boolean> {
-			return this.transaction(async (t: Transaction) => {
-				const [n] = await this.models.Reservation.update({ status: to }, { where: { id: r.id, status: r.status }, transaction: t });
-				if (!n) return false;
-				for (const l of await this.linesOf(r.id, t)) {
-					if (r.status === "HELD") {
-						await this.changeStock(t, l, { reserved: -l.quantity }, to === "EXPIRED" ? "EXPIRE" : "RELEASE", r.id);
-					} else {
-						await this.changeStock(t, l, { onHand: l.quantity }, "RETURN", r.id);
-					}
-				}
-				return true;
-			});
-		},
-
-		async commitOrder(this: Svc, orderId: string) {
-			const r: any = await this.models.Reservation.findOne({ where: { order_id: orderId, status: { [Op.in]: ["HELD", "COMMITTED"] } }, raw: true });
-			if (!r) throw new ConflictError("The order holds no reservation (released or expired)", "NO_RESERVATION");
-			if (r.status === "COMMITTED") return { committed: true };
-			await this.transaction(async (t: Transaction) => {
-				const [n] = await this.models.Reservation.update({ status: "COMMITTED" }, { where: { id: r.id, status: "HELD" }, transaction: t });
-				if (!n) {
-					// Committed meanwhile under another key is the same outcome; released or expired is not.
-					const now: any = await this.models.Reservation.findByPk(r.id, { transaction: t, raw: true });
-					if (now.status === "COMMITTED") return;
-					throw new ConflictError("The reservation was released or expired meanwhile", "NO_RESERVATION");
-				}
-				for (const l of await this.linesOf(r.id, t)) await this.changeStock(t, l, { onHand: -l.quantity, reserved: -l.quantity }, "COMMIT", r.id);
-			});
-			return { committed: true };
-		},
-
-		/** One ledgered change of one stock row; the WHERE keeps onHand ≥ reserved ≥ 0 whatever runs concurrently. */
-		async changeStock(this: Svc, t: Transaction, l: { sku: string; warehouse_id: string }, d: { onHand?: number; reserved?: number }, reason: string, reference: string) {
-			const dOnHand = Math.trunc(d.onHand ?? 0);
-			const dReserved = Math.trunc(d.reserved ?? 0);
-			const [n] = await this.models.Stock.update(
-				{ on_hand: this.sequelize.literal(`on_hand + ${dOnHand}`), reserved: this.sequelize.literal(`reserved + ${dReserved}`) },
-				{ where: { sku: l.sku, warehouse_id: l.warehouse_id, [Op.and]: this.sequelize.literal(`reserved + ${dReserved} >= 0 AND on_hand + ${dOnHand} >= reserved + ${dReserved}`) }, transaction: t },
+		async reservePlan(this: Svc, p: Params, order: string, lines: Line[]) {
+			const skus = [...new Set(lines.map(l => l.sku))].sort();
+			// Inactive warehouses take no new reservations (API.md); what they hold already stays reserved.
+			const rows = await this.sql.select<any>(`SELECT sku, warehouse_id, on_hand, reserved FROM stock WHERE sku IN (${skus.map((_, i) => `$${i + 1}`).join(", ")}) AND warehouse_id IN (${ACTIVE_WAREHOUSES})`, skus);
+			const plan = allocate(lines, rows.map(r => ({ sku: r.sku, warehouseId: r.warehouse_id, available: Number(r.on_hand) - Number(r.reserved) })));
+			if (!plan.ok) throw new ConflictError("Not enough stock", "OUT_OF_STOCK", plan.short);
+			const allocations = [...plan.allocations].sort(bySkuThenWarehouse);
+			const reservationId = randomUUID();
+			const now = new Date();
+			const taken = new Map<string, number>();
+			for (const a of allocations) taken.set(a.sku, (taken.get(a.sku) ?? 0) + a.quantity);
+			const alloc = allocations.map(a => `SELECT ${p.text(a.sku)} AS sku, ${p.text(a.warehouseId)} AS warehouse_id, ${p.int(a.quantity)} AS quantity`).join(" UNION ALL ");
+			const rid = p.text(reservationId);
+			const pg = this.sql.dialect === "postgres";
+			const parts: Part[] = [];
+			// Every row of the skus, locked in one order (no deadlock between reservations) for one round trip.
+			if (pg) parts.push({ name: "lk", sql: `SELECT sku, warehouse_id, on_hand, reserved FROM stock WHERE sku IN (${skus.map(k => p.text(k)).join(", ")}) ORDER BY sku, warehouse_id FOR UPDATE` });
+			parts.push(
+				{ name: "res", sql: `INSERT INTO reservations (id, order_id, status, expires_at, created_at) VALUES (${rid}, ${p.text(order)}, 'HELD', ${p.ts(new Date(now.getTime() + this.settings.reservationTtlMs))}, ${p.ts(now)}) RETURNING id` },
+				{
+					name: "upd",
+					// No availability condition here: the CHECK constraint refuses an oversell, and the whole write with it.
+					sql: pg
+						? `UPDATE stock s SET reserved = s.reserved + a.quantity FROM lk JOIN (${alloc}) a ON a.sku = lk.sku AND a.warehouse_id = lk.warehouse_id WHERE s.sku = lk.sku AND s.warehouse_id = lk.warehouse_id AND {guard} RETURNING s.sku, s.warehouse_id, s.on_hand, s.reserved`
+						: `UPDATE stock SET reserved = reserved + a.quantity FROM (${alloc}) a WHERE stock.sku = a.sku AND stock.warehouse_id = a.warehouse_id AND {guard} RETURNING 1`,
+					requires: ["res"],
+				},
+				{ name: "lines", sql: `INSERT INTO reservation_lines (reservation_id, sku, warehouse_id, quantity) SELECT ${rid}, a.sku, a.warehouse_id, a.quantity FROM (${alloc}) a WHERE {guard} RETURNING sku`, requires: ["upd"] },
+				{ name: "mv", sql: `INSERT INTO stock_movements (sku, warehouse_id, delta_on_hand, delta_reserved, reason, reference, created_at) SELECT a.sku, a.warehouse_id, 0, a.quantity, 'RESERVE', ${rid}, ${p.ts(now)} FROM (${alloc}) a WHERE {guard} RETURNING id`, requires: ["upd"] },
+				this.stockEventsPart(p, allocations.map(a => ({ sku: a.sku, warehouseId: a.warehouseId, skuDelta: -taken.get(a.sku)! })), pg ? "written" : "table", ["upd"]),
 			);
-			// Only a ledger that disagrees with the stock row gets here: refuse rather than corrupt it.
-			if (!n) throw new Error(`Stock of ${l.sku} at ${l.warehouse_id} cannot take ${reason} (${dOnHand}/${dReserved}) for ${reference}`);
-			await this.movement(t, l.sku, l.warehouse_id, dOnHand, dReserved, reason, reference);
-			await this.stockChanged(t, l.sku, l.warehouse_id);
+			return { parts, outcome: { answer: { reservationId, allocations } }, requires: ["upd"] };
+		},
+
+		/** Commit: the reservation, the stock (rows locked in order), the ledger and the key — one statement on PostgreSQL. */
+		async commitPlan(this: Svc, p: Params, order: string) {
+			const o = p.text(order);
+			const now = p.ts(new Date());
+			const pg = this.sql.dialect === "postgres";
+			// On SQLite the parts run one after another: the reservation committed by `cm` is the order's one COMMITTED row.
+			const reservation = pg ? "(SELECT id FROM cm)" : `(SELECT id FROM reservations WHERE order_id = ${o} AND status = 'COMMITTED')`;
+			const committed = `EXISTS (SELECT 1 FROM reservations WHERE order_id = ${o} AND status = 'COMMITTED')`;
+			const parts: Part[] = [{ name: "cm", sql: `UPDATE reservations SET status = 'COMMITTED' WHERE order_id = ${o} AND status = 'HELD' RETURNING id` }];
+			if (pg) {
+				parts.push(
+					{ name: "lk", sql: `SELECT s.sku, s.warehouse_id FROM stock s JOIN reservation_lines l ON l.sku = s.sku AND l.warehouse_id = s.warehouse_id WHERE l.reservation_id = ${reservation} ORDER BY s.sku, s.warehouse_id FOR UPDATE OF s` },
+					{ name: "upd", sql: `UPDATE stock s SET on_hand = s.on_hand - l.quantity, reserved = s.reserved - l.quantity FROM lk JOIN reservation_lines l ON l.sku = lk.sku AND l.warehouse_id = lk.warehouse_id WHERE l.reservation_id = ${reservation} AND s.sku = lk.sku AND s.warehouse_id = lk.warehouse_id AND {guard} RETURNING s.sku`, requires: ["cm"] },
+				);
+			} else {
+				parts.push({ name: "upd", sql: `UPDATE stock SET on_hand = on_hand - l.quantity, reserved = reserved - l.quantity FROM reservation_lines l WHERE l.reservation_id = ${reservation} AND stock.sku = l.sku AND stock.warehouse_id = l.warehouse_id AND {guard} RETURNING 1`, requires: ["cm"] });
+			}
+			// Availability does not change (both drop by the same): no warehouse.stock.changed event.
+			parts.push({ name: "mv", sql: `INSERT INTO stock_movements (sku, warehouse_id, delta_on_hand, delta_reserved, reason, reference, created_at) SELECT l.sku, l.warehouse_id, -l.quantity, -l.quantity, 'COMMIT', l.reservation_id, ${now} FROM reservation_lines l WHERE l.reservation_id = ${reservation} AND {guard} RETURNING id`, requires: ["cm"] });
+			return {
+				parts,
+				outcome: { answer: { committed: true } },
+				// Committed now, or before under another key (the same outcome); released or expired is not.
+				keyWhen: pg ? `(EXISTS (SELECT 1 FROM cm) OR ${committed})` : committed,
+				refused: () => new ConflictError("The order holds no reservation (released or expired)", "NO_RESERVATION"),
+			};
+		},
+
+		/**
+		 * Ends one reservation in the caller's transaction (conditional on the status it was read
+		 * in, so twice is once): HELD stock becomes available again, COMMITTED stock returns to the shelf.
+		 */
+		async endReservation(this: Svc, r: Runner, res: { id: string; status: string }, to: "RELEASED" | "EXPIRED"): Promise<boolean> {
+			const lines = await r.query<{ sku: string; warehouse_id: string; quantity: number }>("SELECT sku, warehouse_id, quantity FROM reservation_lines WHERE reservation_id = $1 ORDER BY sku, warehouse_id", [res.id]);
+			const held = res.status === "HELD";
+			const reason = held ? (to === "EXPIRED" ? "EXPIRE" : "RELEASE") : "RETURN";
+			const p = this.sql.params();
+			const rid = p.text(res.id);
+			const pg = r.dialect === "postgres";
+			const set = held ? "reserved = s.reserved - l.quantity" : "on_hand = s.on_hand + l.quantity";
+			const parts: Part[] = [{ name: "rel", sql: `UPDATE reservations SET status = ${p.text(to)} WHERE id = ${rid} AND status = ${p.text(res.status)} RETURNING id` }];
+			if (pg) {
+				const skus = [...new Set(lines.map(l => l.sku))];
+				parts.push(
+					{ name: "lk", sql: `SELECT sku, warehouse_id FROM stock WHERE sku IN (${skus.map(k => p.text(k)).join(", ") || "NULL"}) ORDER BY sku, warehouse_id FOR UPDATE` },
+					{ name: "upd", sql: `UPDATE stock s SET ${set} FROM lk JOIN reservation_lines l ON l.sku = lk.sku AND l.warehouse_id = lk.warehouse_id WHERE l.reservation_id = ${rid} AND s.sku = lk.sku AND s.warehouse_id = lk.warehouse_id AND {guard} RETURNING s.sku`, requires: ["rel"] },
+				);
+			} else {
+				parts.push({ name: "upd", sql: `UPDATE stock SET ${set.replaceAll("s.", "")} FROM reservation_lines l WHERE l.reservation_id = ${rid} AND stock.sku = l.sku AND stock.warehouse_id = l.warehouse_id AND {guard} RETURNING 1`, requires: ["rel"] });
+			}
+			parts.push({
+				name: "mv",
+				sql: `INSERT INTO stock_movements (sku, warehouse_id, delta_on_hand, delta_reserved, reason, reference, created_at) SELECT l.sku, l.warehouse_id, ${held ? "0, -l.quantity" : "l.quantity, 0"}, ${p.text(reason)}, ${rid}, ${p.ts(new Date())} FROM reservation_lines l WHERE l.reservation_id = ${rid} AND {guard} RETURNING id`,
+				requires: ["rel"],
+			});
+			const rows = await r.write(parts, p);
+			if (!rows.rel.length) return false;
+			// Inside the transaction the rows read now are the updated ones, still locked: exact totals.
+			const e = this.sql.params();
+			await r.write([this.stockEventsPart(e, lines.map(l => ({ sku: l.sku, warehouseId: l.warehouse_id, skuDelta: 0 })), "table")], e);
+			return true;
+		},
+
+		/**
+		 * warehouse.stock.changed for each changed row, its payload computed by the write itself:
+		 * from the rows the statement updated and the locked levels (`written`, PostgreSQL's one
+		 * statement), or from the table as this transaction now sees it (`table`).
+		 */
+		stockEventsPart(this: Svc, p: Params, changes: StockChange[], from: "written" | "table", requires: string[] = []): Part {
+			const occurredAt = p.text(new Date().toISOString());
+			const ids = changes.map(c => `SELECT ${p.text(randomUUID())} AS id, ${p.text(c.sku)} AS sku, ${p.text(c.warehouseId)} AS warehouse_id, ${p.int(c.skuDelta)} AS delta`).join(" UNION ALL ");
+			const pg = this.sql.dialect === "postgres";
+			const obj = pg ? "json_build_object" : "json_object";
+			// What can still be bought: stock in an inactive warehouse does not count.
+			const total = `(SELECT COALESCE(SUM(t.on_hand - t.reserved), 0) FROM ${from === "written" ? "lk" : "stock"} t WHERE t.sku = s.sku AND t.warehouse_id IN (${ACTIVE_WAREHOUSES}))${from === "written" ? " + e.delta" : ""}`;
+			const rows = from === "written" ? "upd" : "stock";
+			const payload = `${obj}('sku', s.sku, 'warehouseId', s.warehouse_id, 'onHand', s.on_hand, 'reserved', s.reserved, 'totalAvailable', ${total}, 'eventId', e.id, 'occurredAt', ${occurredAt})`;
+			return this.outboxSelectPart(p, "outbox_stock", "warehouse.stock.changed", `SELECT e.id, ${payload} AS payload FROM ${rows} s JOIN (${ids}) e ON e.sku = s.sku AND e.warehouse_id = s.warehouse_id`, requires);
 		},
 
 		async movement(this: Svc, t: Transaction, sku: string, warehouseId: string, dOnHand: number, dReserved: number, reason: string, reference: string | null) {
@@ -323,7 +404,7 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 
 		/** Ids of the warehouses that take new reservations, as a subquery (lib/inventory/warehouses). */
 		activeWarehouseIds(this: Svc) {
-			return this.sequelize.literal("(SELECT id FROM warehouses WHERE active)");
+			return this.sequelize.literal(`(${ACTIVE_WAREHOUSES})`);
 		},
 
 		async availabilityOf(this: Svc, skus: string[]) {
@@ -343,12 +424,19 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 
 		/** Releases HELD reservations past their expiry (a saga that died, or a checkout abandoned mid-way). */
 		async sweepExpired(this: Svc) {
-			const expired: any[] = await this.models.Reservation.findAll({ where: { status: "HELD", expires_at: { [Op.lt]: new Date() } }, order: [["expires_at", "ASC"]], limit: 100, raw: true });
+			const p = this.sql.params();
+			const expired = await this.sql.select<any>(`SELECT id, order_id, status FROM reservations WHERE status = 'HELD' AND expires_at < ${p.ts(new Date())} ORDER BY expires_at LIMIT 100`, p.values);
 			let n = 0;
-			for (const r of expired) {
-				if (!(await this.releaseReservation(r, "EXPIRED"))) continue;
+			for (const res of expired) {
+				const ended = await this.sql.transaction(async (tx: Runner) => {
+					const { runner, writes } = recording(tx);
+					const done = await this.endReservation(runner, res, "EXPIRED");
+					tx.transaction!.afterCommit(() => writes.forEach(rows => this.outboxWritten(rows)));
+					return done;
+				});
+				if (!ended) continue;
 				n++;
-				this.logger.info("Expired reservation released", { orderId: r.order_id, reservationId: r.id });
+				this.logger.info("Expired reservation released", { orderId: res.order_id, reservationId: res.id });
 			}
 			return n;
 		},

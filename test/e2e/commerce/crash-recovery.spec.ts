@@ -1,11 +1,22 @@
 /**
- * Crash recovery: the commerce node (orders) is SIGKILLed at each step boundary and each
- * compensation boundary of the checkout saga (test-only fault switch, inert unless TEST_FAULTS
- * names the point). After a restart every saga is terminal and the invariants hold.
+ * Crash recovery: a node is SIGKILLed at every point of every step and every compensation of the
+ * checkout saga — the driver (orders) before each call and after the last, each command's callee
+ * after its write committed but before it answered, and the payment service between the
+ * provider's answer and its commit. Once the node is back, every checkout is terminal, the
+ * invariants of DOMAIN.md hold (stock, money, one order per key) and no saga is left STUCK.
+ *
+ * One cluster for every case: a fault file armed per case (lib/faults.ts) kills the node at its
+ * point; only that node is started again.
  */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { TestCluster } from "../support/harness";
 
-jest.setTimeout(600_000);
+jest.setTimeout(900_000);
+
+const FAULTS = join(mkdtempSync(join(tmpdir(), "mc-faults-")), "faults");
+writeFileSync(FAULTS, "");
 
 const cluster = new TestCluster(
 	[
@@ -15,8 +26,19 @@ const cluster = new TestCluster(
 		{ name: "commerce", services: ["cart", "orders", "payments"] },
 		{ name: "inventory", services: ["warehouse", "fulfillment", "shipping"] },
 	],
-	// A dead driver's lease runs out quickly so that the restarted node resumes its sagas at once.
-	{ AUTH_RATE_LIMIT_MAX: "10000", RATE_LIMIT_MAX: "1000000", REQUEST_TIMEOUT_MS: "3000", SAGA_LEASE_MS: "2000", SAGA_RECOVER_MS: "500", CHECKOUT_WAIT_MS: "2000" },
+	// A dead driver's lease runs out quickly, so a restarted (or the other) node resumes its sagas at once; parked sagas are retried soon.
+	{
+		AUTH_RATE_LIMIT_MAX: "10000",
+		RATE_LIMIT_MAX: "1000000",
+		REQUEST_TIMEOUT_MS: "3000",
+		SAGA_LEASE_MS: "2000",
+		SAGA_RECOVER_MS: "300",
+		SAGA_COMPENSATION_ATTEMPTS: "3",
+		SAGA_STUCK_RETRY_BASE_MS: "500",
+		SAGA_STUCK_RETRY_MAX_MS: "2000",
+		CHECKOUT_WAIT_MS: "2000",
+		TEST_FAULTS_FILE: FAULTS,
+	},
 );
 
 const ADDRESS = { line1: "1 Main St", city: "Springfield", postalCode: "12345", country: "US" };
@@ -26,66 +48,126 @@ let product: { id: string; sku: string };
 async function servicesUp() {
 	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/orders", { token: admin })).status === 200, 60_000, "orders");
 	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/payments", { token: admin })).status === 200, 60_000, "payments");
+	await cluster.waitUntil(async () => (await cluster.http("GET", `/api/v1/admin/inventory/${product.sku}`, { token: admin })).status === 200, 60_000, "warehouse");
+	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/fulfillments", { token: admin })).status === 200, 60_000, "fulfillment");
 }
 
 beforeAll(async () => {
 	await cluster.start();
-	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/products?pageSize=1")).status === 200, 60_000, "catalog");
+	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/products")).status === 200, 60_000, "catalog");
 	await cluster.waitUntil(async () => (await cluster.http("POST", "/api/v1/auth/login", { body: { email: "x@example.com", password: "nope" } })).status === 401, 60_000, "identity");
 	admin = (await cluster.loginAdmin()).accessToken;
-	await servicesUp();
-	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/inventory/HP-1001", { token: admin })).status === 200, 60_000, "warehouse");
 	product = (await cluster.http("GET", "/api/v1/products?category=speakers&pageSize=1")).body.items[0];
+	await servicesUp();
 });
 
 afterAll(() => cluster.stop());
 
-const FORWARD = ["authorize", "reserve", "fulfill", "capture", "commit"].flatMap(s => [`saga.checkout.before:${s}`, `saga.checkout.after:${s}`]);
-const COMPENSATION = ["capture", "fulfill", "reserve", "authorize"].flatMap(s => [`saga.checkout.compensate.before:${s}`, `saga.checkout.compensate.after:${s}`]);
+type Scenario = "visa" | "capture-fails" | "commit-fails";
+type Expected = "CONFIRMED" | "REJECTED" | "terminal";
 
-const cases: [string, string, string][] = [
-	...FORWARD.map(p => [p, "tok_visa", "CONFIRMED"] as [string, string, string]),
-	...COMPENSATION.map(p => [p, "tok_capture_fails", "REJECTED"] as [string, string, string]),
+/** Forward: tok_visa confirms. Compensating every step: the commit step fails for good (tok_visa, `fail:command.commit.before`). */
+const TOKENS: Record<Scenario, string> = { visa: "tok_visa", "capture-fails": "tok_capture_fails", "commit-fails": "tok_visa" };
+const steps = ["authorize", "reserve", "fulfill", "capture", "commit"];
+
+const cases: [string, Scenario, "commerce" | "inventory", Expected][] = [
+	// The driver, before each call and after the last (it writes nothing between steps, so "after a step" is "before the next").
+	...steps.map(s => [`saga.checkout.before:${s}`, "visa", "commerce", "CONFIRMED"] as [string, Scenario, "commerce", Expected]),
+	["saga.checkout.after:commit", "visa", "commerce", "CONFIRMED"],
+	// The driver while compensating, before each compensation and after the last.
+	...["capture", "fulfill", "reserve", "authorize"].map(s => [`saga.checkout.compensate.before:${s}`, "commit-fails", "commerce", "REJECTED"] as [string, Scenario, "commerce", Expected]),
+	["saga.checkout.compensate.after:authorize", "commit-fails", "commerce", "REJECTED"],
+	// The order and its saga written, the answer not sent; or nothing written yet.
+	["command.checkout.before", "visa", "commerce", "CONFIRMED"],
+	["command.checkout.after", "visa", "commerce", "CONFIRMED"],
+	// Payments (on the driver's node): the provider answered but nothing committed; committed but not answered.
+	["payments.authorize.afterProvider", "visa", "commerce", "CONFIRMED"],
+	["command.authorize.after", "visa", "commerce", "CONFIRMED"],
+	["payments.capture.afterProvider", "visa", "commerce", "CONFIRMED"],
+	["command.capture.after", "visa", "commerce", "CONFIRMED"],
+	["command.void.after", "capture-fails", "commerce", "REJECTED"],
+	["command.refund.after", "commit-fails", "commerce", "REJECTED"],
+	// The inventory node, committed but not answered: the driver retries the same key; whether it gets
+	// through before its attempts run out decides between confirmed and compensated — both must be whole.
+	["command.reserve.after", "visa", "inventory", "terminal"],
+	["command.fulfillment.create.after", "visa", "inventory", "terminal"],
+	["command.commit.after", "visa", "inventory", "terminal"],
+	["command.release.after", "capture-fails", "inventory", "REJECTED"],
+	["command.fulfillment.cancel.after", "capture-fails", "inventory", "REJECTED"],
 ];
 
-it.each(cases)("killed at %s, the saga still ends (%s → %s) and the invariants hold", async (point, token, expected) => {
+const sum = (ws: any[], f: "onHand" | "reserved") => ws.reduce((n, w) => n + w[f], 0);
+
+it.each(cases)("killed at %s (%s, the %s node), the checkout ends %s and the invariants hold", async (point, scenario, node, expected) => {
+	let orderId: string | undefined;
+	try {
+		orderId = await killedCheckout(point, scenario, node, expected);
+	} catch (err) {
+		orderId ??= (err as { orderId?: string }).orderId;
+		// What the saga did, for the failure's message.
+		const log = orderId ? await cluster.query("orders", "SELECT l.step, l.phase, l.status, l.epoch, l.detail FROM saga_log l JOIN saga_instances s ON s.id = l.saga_id WHERE s.data::text LIKE :id ORDER BY l.at", { id: `%${orderId}%` }) : [];
+		(err as Error).message += `\nsaga log: ${JSON.stringify(log)}\n${cluster.logs("commerce").slice(-4000)}`;
+		throw err;
+	}
+});
+
+async function killedCheckout(point: string, scenario: Scenario, node: "commerce" | "inventory", expected: Expected): Promise<string> {
 	const stockBefore = (await cluster.http("GET", `/api/v1/admin/inventory/${product.sku}`, { token: admin })).body.warehouses;
-	await cluster.kill("commerce", "SIGTERM");
-	await cluster.respawn("commerce", { TEST_FAULTS: `kill:${point}` });
-	await servicesUp();
 	const customer = await cluster.registerCustomer();
+	const body = { shippingAddress: ADDRESS, shippingMethod: "standard", paymentToken: TOKENS[scenario], items: [{ productId: product.id, quantity: 1 }] };
+	const key = `crash-${point}`;
+	writeFileSync(FAULTS, [`kill:${point}`, ...(scenario === "commit-fails" ? ["fail:command.commit.before"] : [])].join(","));
 
-	const body = { shippingAddress: ADDRESS, shippingMethod: "standard", paymentToken: token, items: [{ productId: product.id, quantity: 1 }] };
-	const first = await cluster.http("POST", "/api/v1/orders", { token: customer.accessToken, body, headers: { "idempotency-key": "crash-1" } });
-	expect([201, 202, 503]).toContain(first.status);
-	await cluster.exited("commerce");
-
-	await cluster.respawn("commerce", { TEST_FAULTS: "" });
+	const first = await cluster.http("POST", "/api/v1/orders", { token: customer.accessToken, body, headers: { "idempotency-key": key } });
+	expect([201, 202, 503, 504]).toContain(first.status);
+	await cluster.exited(node);
+	writeFileSync(FAULTS, "");
+	await cluster.respawn(node);
 	await servicesUp();
-	let orders: any[] = [];
+
+	// The client retries its key until it gets the order (409 while it runs); killed before anything was written, the retry creates it.
+	let answer: any;
 	await cluster.waitUntil(async () => {
-		orders = (await cluster.http("GET", "/api/v1/orders", { token: customer.accessToken })).body.items;
-		return orders.length === 1 && orders[0].status !== "PENDING";
-	}, 60_000, `the saga killed at ${point} to finish`);
-	const order = (await cluster.http("GET", `/api/v1/orders/${orders[0].id}`, { token: customer.accessToken })).body;
-	expect(order.status).toBe(expected);
+		answer = await cluster.http("POST", "/api/v1/orders", { token: customer.accessToken, body, headers: { "idempotency-key": key } });
+		return answer.status === 201 || answer.status === 202;
+	}, 120_000, `an answer for the checkout killed at ${point}`);
+	let order: any;
+	await cluster.waitUntil(async () => {
+		order = (await cluster.http("GET", `/api/v1/orders/${answer.body.id}`, { token: customer.accessToken })).body;
+		return order.status !== "PENDING";
+	}, 120_000, `the checkout killed at ${point} to end`);
+	const orderId = order.id as string;
+	try {
+		await invariants(customer, key, body, answer, order, expected, stockBefore);
+	} catch (err) {
+		(err as Error & { orderId?: string }).orderId = orderId;
+		throw err;
+	}
+	return orderId;
+}
 
-	// The client's retry with the same key finds that one order (invariant 5).
-	const retry = await cluster.http("POST", "/api/v1/orders", { token: customer.accessToken, body, headers: { "idempotency-key": "crash-1" } });
-	expect([201, 409]).toContain(retry.status);
-	if (retry.status === 201) expect(retry.body.id).toBe(order.id);
+async function invariants(customer: any, key: string, body: unknown, answer: any, order: any, expected: Expected, stockBefore: any[]) {
+	expect(["CONFIRMED", "REJECTED"]).toContain(order.status);
+	if (expected !== "terminal") expect(order.status).toBe(expected);
+	// Invariant 5: one key, one order — and its answer replays.
 	expect((await cluster.http("GET", "/api/v1/orders", { token: customer.accessToken })).body.total).toBe(1);
+	const again = await cluster.http("POST", "/api/v1/orders", { token: customer.accessToken, body, headers: { "idempotency-key": key } });
+	expect([again.status, again.body]).toEqual([answer.status, answer.body]);
 
-	// Money (invariant 3): captured − refunded is the total when confirmed, else 0; nothing left authorised.
+	// Invariant 3: captured − refunded is the total when confirmed, else 0; nothing left authorised; one payment.
 	const pays = (await cluster.http("GET", `/api/v1/admin/payments?orderId=${order.id}`, { token: admin })).body.items;
-	expect(pays.length).toBe(1);
-	expect(pays[0].captured - pays[0].refunded).toBe(expected === "CONFIRMED" ? order.total.amount : 0);
+	expect(pays).toHaveLength(1);
+	expect(pays[0].captured - pays[0].refunded).toBe(order.status === "CONFIRMED" ? order.total.amount : 0);
 	expect(pays[0].status).not.toBe("AUTHORIZED");
 
-	// Stock (invariants 1, 2): nothing left reserved, on hand down by one exactly when confirmed.
+	// Invariants 1 and 2: nothing left reserved, on hand down by one exactly when confirmed.
 	const stockAfter = (await cluster.http("GET", `/api/v1/admin/inventory/${product.sku}`, { token: admin })).body.warehouses;
 	for (const w of stockAfter) expect(w.onHand).toBeGreaterThanOrEqual(w.reserved);
-	expect(stockAfter.reduce((n: number, w: any) => n + w.reserved, 0)).toBe(stockBefore.reduce((n: number, w: any) => n + w.reserved, 0));
-	const onHand = (ws: any[]) => ws.reduce((n, w) => n + w.onHand, 0);
-	expect(onHand(stockAfter)).toBe(onHand(stockBefore) - (expected === "CONFIRMED" ? 1 : 0));
-});
+	expect(sum(stockAfter, "reserved")).toBe(sum(stockBefore, "reserved"));
+	expect(sum(stockAfter, "onHand")).toBe(sum(stockBefore, "onHand") - (order.status === "CONFIRMED" ? 1 : 0));
+	expect(order.fulfillments.length).toBeGreaterThanOrEqual(order.status === "CONFIRMED" ? 1 : 0);
+	for (const f of order.fulfillments) expect(f.status).toBe(order.status === "CONFIRMED" ? "PENDING" : "CANCELLED");
+
+	// Invariant 4: no saga left running or parked.
+	await cluster.waitUntil(async () => (await cluster.query("orders", "SELECT id FROM saga_instances WHERE status NOT IN ('COMPLETED', 'COMPENSATED')")).length === 0, 60_000, "every saga terminal");
+}

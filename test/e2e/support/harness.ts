@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { Sequelize } from "sequelize";
+import { QueryTypes, Sequelize } from "sequelize";
 import { TEST_ADMIN, TEST_JWT_SECRET } from "../../support/env";
 
 /** The repository root (this file also runs compiled, from dist/, inside the benchmarks). */
@@ -149,6 +149,23 @@ export class TestCluster {
 		const exited = new Promise(resolve => node.child.once("exit", resolve));
 		node.child.kill(signal);
 		await exited;
+	}
+
+	/** Sends a signal and returns at once (SIGSTOP pauses a node, SIGCONT resumes it). */
+	signal(name: string, signal: NodeJS.Signals): void {
+		this.nodes.get(name)!.child.kill(signal);
+	}
+
+	/** A query on one service's own database (PostgreSQL), e.g. to read a saga's log. */
+	async query<T = any>(service: string, sql: string, replacements: Record<string, unknown> = {}): Promise<T[]> {
+		const url = new URL(PG_URL);
+		url.pathname = `/${this.prefix}${service}`;
+		const db = new Sequelize(url.toString(), { logging: false });
+		try {
+			return (await db.query(sql, { replacements, type: QueryTypes.SELECT })) as unknown as T[];
+		} finally {
+			await db.close();
+		}
 	}
 
 	async restart(name: string): Promise<void> {

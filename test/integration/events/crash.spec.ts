@@ -84,6 +84,8 @@ describe("a crash between commit and publish", () => {
 			await shop.start();
 			try {
 				await waitFor(async () => (await tallies(ledger))["crash-js"] === 1);
+				// The relay marks what it published a moment later, several rows in one statement.
+				await waitFor(async () => (await outboxRows()).every(r => r.status === "PUBLISHED"));
 				expect((await outboxRows()).map(r => r.status)).toEqual(["PUBLISHED"]);
 			} finally {
 				await shop.stop();

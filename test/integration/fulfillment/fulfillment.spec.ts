@@ -253,11 +253,12 @@ describe.each([
 
 	describe("cancellation", () => {
 		it("cancels every fulfillment not yet shipped, once, whatever its step", async () => {
-			const { fulfillments } = await create("order-cancel", [
+			const created = await create("order-cancel", [
 				{ warehouseId: "wh-a", sku: "SKU-A", quantity: 1 },
 				{ warehouseId: "wh-b", sku: "SKU-A", quantity: 1 },
 				{ warehouseId: "wh-c", sku: "SKU-A", quantity: 1 },
 			]);
+			const { fulfillments } = created;
 			const [a, b, c] = fulfillments.map((f: any) => f.id);
 			await move(b, "pick");
 			for (const verb of ["pick", "pack"]) await move(c, verb);
@@ -265,8 +266,9 @@ describe.each([
 			expect(await broker.call("fulfillment.cancel", { orderId: "order-cancel", idempotencyKey: "k-cancel" })).toEqual(cancelled);
 			expect(await broker.call("fulfillment.cancel", { orderId: "order-cancel", idempotencyKey: "k-cancel" })).toEqual(cancelled);
 			await expect(move(c, "ship")).rejects.toMatchObject({ code: 409, type: "ILLEGAL_TRANSITION" });
-			// The saga's create, replayed with its own key after the cancel, changes nothing.
-			expect(await create("order-cancel", [{ warehouseId: "wh-a", sku: "SKU-A", quantity: 1 }, { warehouseId: "wh-b", sku: "SKU-A", quantity: 1 }, { warehouseId: "wh-c", sku: "SKU-A", quantity: 1 }])).toEqual(cancelled);
+			// The saga's create, repeated with its own key after the cancel, answers as the first time and changes nothing.
+			expect(await create("order-cancel", [{ warehouseId: "wh-a", sku: "SKU-A", quantity: 1 }, { warehouseId: "wh-b", sku: "SKU-A", quantity: 1 }, { warehouseId: "wh-c", sku: "SKU-A", quantity: 1 }])).toEqual(created);
+			expect((await byOrder("order-cancel")).map(f => f.status)).toEqual(["CANCELLED", "CANCELLED", "CANCELLED"]);
 		});
 
 		it("refuses to cancel, and changes nothing, once one parcel has shipped", async () => {
@@ -288,6 +290,12 @@ describe.each([
 			expect(await broker.call("fulfillment.cancel", { orderId: "order-late", idempotencyKey: "k-late" })).toEqual({ fulfillments: [] });
 			await expect(create("order-late", [{ warehouseId: "wh-a", sku: "SKU-A", quantity: 1 }])).rejects.toMatchObject({ code: 409, type: "FULFILLMENT_FAILED" });
 			expect(await byOrder("order-late")).toEqual([]);
+		});
+
+		it("refuses the saga's create arriving after the compensation that fenced its key, whatever the order's state", async () => {
+			expect(await broker.call("fulfillment.cancel", { orderId: "order-fenced", idempotencyKey: "k-fenced", stepKey: "saga-f:fulfill" })).toEqual({ fulfillments: [] });
+			await expect(create("order-fenced", [{ warehouseId: "wh-a", sku: "SKU-A", quantity: 1 }], "saga-f:fulfill")).rejects.toMatchObject({ code: 409, type: "STEP_COMPENSATED" });
+			expect(await byOrder("order-fenced")).toEqual([]);
 		});
 
 		it("lets a cancel and a pick race without losing either's rule: the pick loses or the cancel still catches it", async () => {

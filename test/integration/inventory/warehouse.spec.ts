@@ -139,18 +139,38 @@ describe.each([
 		expect(await stock(a)).toEqual([row("wh-east", 4, 4), row("wh-west", 10, 10)]);
 	});
 
-	it("reserves once per key: concurrent calls, and a call whose first answer was lost, get the first reservation", async () => {
+	it("reserves once per key: concurrent calls and later repeats get the first reservation, another request with the key is refused", async () => {
 		const sku = newSku();
 		await setStock(sku, 10, 0);
 		const orderId = fresh("idem");
 		const answers = await Promise.all(Array.from({ length: 10 }, () => reserve(orderId, [{ sku, quantity: 2 }])));
 		expect(answers).toEqual(Array(10).fill({ reservationId: answers[0].reservationId, allocations: [{ warehouseId: "wh-east", sku, quantity: 2 }] }));
-		await query("DELETE FROM idempotency_records");
 		expect(await Promise.all([reserve(orderId, [{ sku, quantity: 2 }]), reserve(orderId, [{ sku, quantity: 2 }])])).toEqual([answers[0], answers[0]]);
 		await expect(reserve(orderId, [{ sku, quantity: 3 }])).rejects.toMatchObject({ code: 422, type: "IDEMPOTENCY_KEY_REUSED" });
+		// One reservation per order, whatever the key.
+		await expect(reserve(orderId, [{ sku, quantity: 1 }], `${orderId}:other`)).rejects.toMatchObject({ code: 409, type: "RESERVATION_EXISTS" });
 		expect(await stock(sku)).toEqual([row("wh-east", 10, 2), row("wh-west", 0, 0)]);
-		expect(await query("SELECT COUNT(*) AS n FROM reservations WHERE order_id = :orderId", { orderId })).toEqual([{ n: expect.anything() }]);
 		expect(Number((await query("SELECT COUNT(*) AS n FROM reservations WHERE order_id = :orderId", { orderId }))[0].n)).toBe(1);
+	});
+
+	it("refuses a reserve that arrives after its release (the release fenced its key), holding nothing", async () => {
+		const sku = newSku();
+		await setStock(sku, 5, 0);
+		const orderId = fresh("late");
+		expect(await broker.call("warehouse.release", { orderId, idempotencyKey: `${orderId}:release`, stepKey: `${orderId}:reserve` })).toEqual({ released: 0 });
+		await expect(reserve(orderId, [{ sku, quantity: 2 }])).rejects.toMatchObject({ code: 409, type: "STEP_COMPENSATED" });
+		expect(await stock(sku)).toEqual([row("wh-east", 5, 0), row("wh-west", 0, 0)]);
+		expect(await query("SELECT id FROM reservations WHERE order_id = :orderId", { orderId })).toEqual([]);
+	});
+
+	it("releases what a reserve committed just before its release, when they race", async () => {
+		const sku = newSku();
+		await setStock(sku, 50, 0);
+		for (let i = 0; i < 5; i++) {
+			const orderId = fresh("race-rel");
+			await Promise.allSettled([reserve(orderId, [{ sku, quantity: 1 }]), broker.call("warehouse.release", { orderId, idempotencyKey: `${orderId}:release`, stepKey: `${orderId}:reserve` })]);
+		}
+		expect(await stock(sku)).toEqual([row("wh-east", 50, 0), row("wh-west", 0, 0)]);
 	});
 
 	it("commits and releases once, whatever the keys, and a release after the commit puts the stock back", async () => {

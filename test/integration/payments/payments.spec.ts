@@ -1,10 +1,12 @@
 /**
  * Payments against their real database, SQLite and PostgreSQL: every operation idempotent on its
- * key (also concurrently, also when the first answer was lost), refunds never beyond the capture
- * under concurrency, declines as client errors, events in the outbox.
+ * key (also concurrently, also when the first call died between the provider and its commit), a
+ * compensation that overtook its step keeps it from taking effect, refunds never beyond the
+ * capture under concurrency, declines as client errors, events in the outbox.
  */
 import type { ServiceBroker } from "moleculer";
 import { QueryTypes, Sequelize } from "sequelize";
+import { resetConfig } from "../../../config";
 import { useTestEnv } from "../../support/env";
 
 const PG = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -25,8 +27,16 @@ describe.each([
 	const events = async (orderId: string) =>
 		(await query("SELECT name, payload FROM outbox_events ORDER BY occurred_at, id")).map(e => ({ name: e.name, payload: typeof e.payload === "string" ? JSON.parse(e.payload) : e.payload })).filter(e => e.payload.orderId === orderId).map(e => e.name);
 	const byOrder = (orderId: string) => broker.call("payments.byOrder", { orderId }) as Promise<any[]>;
-	/** The first call's answer was lost and its idempotency record is gone: only the payment's own table can tell. */
-	const forgetAnswers = () => query("DELETE FROM idempotency_records");
+	const withFault = async <T>(fault: string, fn: () => Promise<T>) => {
+		process.env.TEST_FAULTS = fault;
+		resetConfig();
+		try {
+			return await fn();
+		} finally {
+			process.env.TEST_FAULTS = "";
+			resetConfig();
+		}
+	};
 	const authorize = (orderId: string, amount = 5000, paymentToken = "tok_visa", idempotencyKey = `${orderId}:authorize`) =>
 		broker.call("payments.authorize", { orderId, amount: usd(amount), paymentToken, idempotencyKey }) as Promise<any>;
 
@@ -56,21 +66,57 @@ describe.each([
 		expect(await events(orderId)).toEqual(["payments.payment.authorized"]);
 	});
 
-	it("answers a key whose first answer was lost with the first payment, creating nothing", async () => {
+	it("authorizes once when the first call died between the provider and its commit: the retry gets the same authorisation", async () => {
 		const orderId = fresh("lost");
-		const first = await authorize(orderId);
-		await forgetAnswers();
+		await withFault("fail:payments.authorize.afterProvider", () => expect(authorize(orderId)).rejects.toThrow("Injected fault at payments.authorize.afterProvider"));
+		// Nothing of the first call was committed, and no record blocks the retry.
+		expect(await byOrder(orderId)).toEqual([]);
+		expect(await query("SELECT key FROM idempotency_keys WHERE key = :key", { key: `${orderId}:authorize` })).toEqual([]);
 		const [a, b] = await Promise.all([authorize(orderId), authorize(orderId)]);
-		expect([a, b]).toEqual([first, first]);
-		expect(await byOrder(orderId)).toHaveLength(1);
+		expect(b).toEqual(a);
+		expect(await byOrder(orderId)).toEqual([{ id: a.paymentId, status: "AUTHORIZED", amount: 5000, captured: 0, refunded: 0 }]);
+		// The provider honoured the key: the hold recorded is the one the first call made.
+		const [row] = await query("SELECT provider_ref FROM payments WHERE order_id = :orderId", { orderId });
+		expect(row.provider_ref).toMatch(/^sim:approve:[0-9a-f]{32}$/);
 		expect(await events(orderId)).toEqual(["payments.payment.authorized"]);
+		expect(await authorize(orderId)).toEqual(a);
+	});
+
+	it("refuses an authorisation that arrives after its void (the void fenced its key), and records nothing", async () => {
+		const orderId = fresh("late");
+		expect(await broker.call("payments.void", { orderId, idempotencyKey: `${orderId}:void`, stepKey: `${orderId}:authorize` })).toEqual({ voided: 0 });
+		await expect(authorize(orderId)).rejects.toMatchObject({ code: 409, type: "STEP_COMPENSATED" });
+		await expect(authorize(orderId, 5000, "tok_slow")).rejects.toMatchObject({ code: 409, type: "STEP_COMPENSATED" });
+		expect(await byOrder(orderId)).toEqual([]);
+		expect(await events(orderId)).toEqual([]);
+	});
+
+	it("voids what an authorisation committed just before its void, when they race", async () => {
+		for (let i = 0; i < 5; i++) {
+			const orderId = fresh("race-void");
+			const [auth, voided] = await Promise.allSettled([authorize(orderId), broker.call("payments.void", { orderId, idempotencyKey: `${orderId}:void`, stepKey: `${orderId}:authorize` })]);
+			expect(voided.status).toBe("fulfilled");
+			const pays = await byOrder(orderId);
+			// Either the authorisation lost to the fence (nothing), or it won and the void voided it: never left open.
+			if (auth.status === "rejected") expect(pays).toEqual([]);
+			else expect(pays).toEqual([expect.objectContaining({ status: "VOIDED" })]);
+		}
+	});
+
+	it("refuses a capture that arrives after its refund fenced it, leaving the authorisation for the void", async () => {
+		const orderId = fresh("late-cap");
+		const { paymentId } = await authorize(orderId);
+		expect(await broker.call("payments.refund", { orderId, idempotencyKey: `${orderId}:refund`, stepKey: `${orderId}:capture` })).toEqual({ refunded: 0 });
+		await expect(broker.call("payments.capture", { orderId, idempotencyKey: `${orderId}:capture` })).rejects.toMatchObject({ code: 409, type: "STEP_COMPENSATED" });
+		expect(await byOrder(orderId)).toEqual([{ id: paymentId, status: "AUTHORIZED", amount: 5000, captured: 0, refunded: 0 }]);
+		expect(await broker.call("payments.void", { orderId, idempotencyKey: `${orderId}:void` })).toEqual({ voided: 1 });
 	});
 
 	it("refuses a key reused for another request with 422 IDEMPOTENCY_KEY_REUSED", async () => {
 		const orderId = fresh("reuse");
 		await authorize(orderId, 5000);
 		await expect(authorize(orderId, 6000)).rejects.toMatchObject({ code: 422, type: "IDEMPOTENCY_KEY_REUSED" });
-		await forgetAnswers();
+		// A key names one operation of the service: not a capture as well.
 		await expect(broker.call("payments.capture", { orderId, idempotencyKey: `${orderId}:authorize` })).rejects.toMatchObject({ code: 422, type: "IDEMPOTENCY_KEY_REUSED" });
 		expect(await byOrder(orderId)).toEqual([expect.objectContaining({ amount: 5000, status: "AUTHORIZED" })]);
 	});
@@ -81,7 +127,6 @@ describe.each([
 		const capture = (idempotencyKey: string) => broker.call("payments.capture", { orderId, idempotencyKey });
 		const answers = await Promise.all(Array.from({ length: 8 }, () => capture(`${orderId}:capture`)));
 		expect(answers).toEqual(Array(8).fill({ paymentId, status: "CAPTURED" }));
-		await forgetAnswers();
 		expect(await capture(`${orderId}:capture`)).toEqual({ paymentId, status: "CAPTURED" });
 		expect(await capture(`${orderId}:capture-again`)).toEqual({ paymentId, status: "CAPTURED" });
 		expect(await byOrder(orderId)).toEqual([{ id: paymentId, status: "CAPTURED", amount: 5000, captured: 5000, refunded: 0 }]);
@@ -93,7 +138,6 @@ describe.each([
 		const { paymentId } = await authorize(orderId);
 		const voidIt = (idempotencyKey: string) => broker.call("payments.void", { orderId, idempotencyKey });
 		expect(await Promise.all(Array.from({ length: 5 }, () => voidIt(`${orderId}:void`)))).toEqual(Array(5).fill({ voided: 1 }));
-		await forgetAnswers();
 		expect(await voidIt(`${orderId}:void`)).toEqual({ voided: 1 });
 		expect(await voidIt(`${orderId}:void-2`)).toEqual({ voided: 0 });
 		expect(await broker.call("payments.void", { orderId: fresh("nothing"), idempotencyKey: fresh("k") })).toEqual({ voided: 0 });
@@ -108,7 +152,6 @@ describe.each([
 		await broker.call("payments.capture", { orderId, idempotencyKey: `${orderId}:capture` });
 		const refund = (idempotencyKey: string, amount?: number) => broker.call("payments.refund", { orderId, idempotencyKey, ...(amount ? { amount } : {}) });
 		expect(await Promise.all(Array.from({ length: 5 }, () => refund(`${orderId}:r1`, 1500)))).toEqual(Array(5).fill({ refunded: 1500 }));
-		await forgetAnswers();
 		expect(await refund(`${orderId}:r1`, 1500)).toEqual({ refunded: 1500 });
 		expect((await byOrder(orderId))[0]).toMatchObject({ status: "PARTIALLY_REFUNDED", captured: 5000, refunded: 1500 });
 		expect(await refund(`${orderId}:rest`)).toEqual({ refunded: 3500 });
@@ -139,7 +182,6 @@ describe.each([
 			const orderId = fresh("decline");
 			await expect(authorize(orderId, 100, token)).rejects.toMatchObject({ code: 402, type });
 			await expect(authorize(orderId, 100, token)).rejects.toMatchObject({ code: 402, type });
-			await forgetAnswers();
 			await expect(authorize(orderId, 100, token)).rejects.toMatchObject({ code: 402, type });
 			expect(await byOrder(orderId)).toEqual([expect.objectContaining({ status: "FAILED", amount: 100, captured: 0 })]);
 			expect(await events(orderId)).toEqual(["payments.payment.failed"]);

@@ -2,7 +2,6 @@ import { allocate } from "../../../lib/inventory/allocation";
 import { failureReason, orderNumber, subtotalOf, taxOf } from "../../../lib/orders/pricing";
 import { SimulatedProvider } from "../../../lib/payments/provider";
 import { assertMove, refundAmount, statusAfterRefund } from "../../../lib/payments/state";
-import { isRetryable } from "../../../mixins/saga.mixin";
 
 describe("order pricing", () => {
 	it("adds lines in cents and rounds tax half up", () => {
@@ -28,15 +27,6 @@ describe("order pricing", () => {
 	});
 });
 
-describe("saga retries", () => {
-	it("retries only failures where the call did not get through", () => {
-		expect(isRetryable({ type: "REQUEST_TIMEOUT" })).toBe(true);
-		expect(isRetryable({ type: "SERVICE_NOT_AVAILABLE" })).toBe(true);
-		expect(isRetryable({ code: 402, type: "PAYMENT_DECLINED" })).toBe(false);
-		expect(isRetryable({ code: 409, type: "OUT_OF_STOCK" })).toBe(false);
-	});
-});
-
 describe("payment rules", () => {
 	it("refuses illegal moves", () => {
 		expect(() => assertMove("capture", "AUTHORIZED")).not.toThrow();
@@ -57,14 +47,14 @@ describe("payment rules", () => {
 	it("simulates the tokens of the API", async () => {
 		const p = new SimulatedProvider(10);
 		const amount = { amount: 100, currency: "USD" };
-		await expect(p.authorize("tok_visa", amount)).resolves.toEqual({ reference: expect.stringMatching(/^sim:approve:/) });
-		await expect(p.authorize("tok_declined", amount)).rejects.toMatchObject({ code: 402, type: "PAYMENT_DECLINED" });
-		await expect(p.authorize("tok_insufficient_funds", amount)).rejects.toMatchObject({ type: "INSUFFICIENT_FUNDS" });
-		await expect(p.authorize("tok_unknown", amount)).rejects.toMatchObject({ code: 422, type: "INVALID_PAYMENT_TOKEN" });
-		const { reference } = await p.authorize("tok_capture_fails", amount);
-		await expect(p.capture(reference)).rejects.toMatchObject({ type: "CAPTURE_FAILED" });
+		await expect(p.authorize("tok_visa", amount, "a")).resolves.toEqual({ reference: expect.stringMatching(/^sim:approve:/) });
+		await expect(p.authorize("tok_declined", amount, "b")).rejects.toMatchObject({ code: 402, type: "PAYMENT_DECLINED" });
+		await expect(p.authorize("tok_insufficient_funds", amount, "c")).rejects.toMatchObject({ type: "INSUFFICIENT_FUNDS" });
+		await expect(p.authorize("tok_unknown", amount, "d")).rejects.toMatchObject({ code: 422, type: "INVALID_PAYMENT_TOKEN" });
+		const { reference } = await p.authorize("tok_capture_fails", amount, "e");
+		await expect(p.capture(reference, amount, "e:capture")).rejects.toMatchObject({ type: "CAPTURE_FAILED" });
 		const t0 = Date.now();
-		await p.authorize("tok_slow", amount);
+		await p.authorize("tok_slow", amount, "f");
 		expect(Date.now() - t0).toBeGreaterThanOrEqual(9);
 	});
 });
