@@ -28,7 +28,9 @@ afterAll(async () => {
 });
 
 async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
-	const { promRegistry } = require("../../../lib/metrics") as typeof import("../../../lib/metrics");
+	const { promRegistry, refreshScrapeGauges } = require("../../../lib/metrics") as typeof import("../../../lib/metrics");
+	// State gauges (saga_instances) are read from the databases when scraped: scrape first.
+	await refreshScrapeGauges(broker);
 	const m = promRegistry.getSingleMetric(name);
 	if (!m) return 0;
 	return (await m.get()).values.filter(v => Object.entries(labels).every(([k, x]) => (v.labels as any)[k] === x)).reduce((n, v) => n + v.value, 0);
