@@ -6,8 +6,13 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import pg from "pg";
 import { QueryTypes, Sequelize } from "sequelize";
+import { installSafeInt8Parser } from "../../../lib/money";
 import { TEST_ADMIN, TEST_JWT_SECRET } from "../../support/env";
+
+// Rows read by tests carry money as the services read it: BIGINT as exact numbers (lib/money.ts).
+installSafeInt8Parser(pg);
 
 /** The repository root (this file also runs compiled, from dist/, inside the benchmarks). */
 function repositoryRoot(dir: string): string {
