@@ -30,7 +30,7 @@ import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixin
 import { type Command, IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
 import { type OutboxEvent, OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
 import { type SagaDefinition, SagaMixin, type Settlement, sagaMigrations } from "../../mixins/saga.mixin";
-import { ADDRESS_RULES } from "../customer/customers.service";
+import { ADDRESS_RULES } from "../../lib/address";
 
 const migrations: Migration[] = [
 	{

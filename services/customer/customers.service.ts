@@ -5,6 +5,7 @@
 import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, type Transaction } from "sequelize";
+import { ADDRESS_RULES } from "../../lib/address";
 import { ConflictError, NotFoundError } from "../../lib/errors";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
@@ -43,14 +44,6 @@ const migrations: Migration[] = [
 ];
 
 type Svc = Service & DbMethods & OutboxMethods & { [k: string]: any };
-
-export const ADDRESS_RULES = {
-	line1: "string|trim|min:1|max:200",
-	line2: "string|trim|max:200|optional",
-	city: "string|trim|min:1|max:100",
-	postalCode: "string|trim|min:1|max:20",
-	country: { type: "string", pattern: /^[A-Z]{2}$/, messages: { stringPattern: "country must be an ISO 3166 alpha-2 code, e.g. US" } },
-};
 
 function publicAddress(a: any) {
 	return { id: a.id, line1: a.line1, line2: a.line2 ?? null, city: a.city, postalCode: a.postal_code, country: a.country, isDefault: Boolean(a.is_default) };

@@ -23,7 +23,7 @@ import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
 import { type Params, violationOf } from "../../lib/db/sql";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
 import { IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
-import { ADDRESS_RULES } from "../customer/customers.service";
+import { ADDRESS_RULES } from "../../lib/address";
 
 const migrations: Migration[] = [
 	{
