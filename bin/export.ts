@@ -5,9 +5,8 @@
  */
 import { createWriteStream } from "node:fs";
 import { resolve } from "node:path";
-import { ConfigError } from "../config";
 import { exportCatalogue } from "../lib/catalog-io/exporter";
-import { openSession } from "../lib/catalog-io/session";
+import { openSession, runCommand } from "../lib/catalog-io/session";
 
 const USAGE = "usage: npm run export -- <file.csv | ->";
 
@@ -30,14 +29,4 @@ async function main(): Promise<number> {
 	}
 }
 
-main().then(
-	code => process.exit(code),
-	err => {
-		if (err instanceof ConfigError) {
-			console.error(err.message);
-			process.exit(78);
-		}
-		console.error("Export failed:", err?.message ?? err);
-		process.exit(1);
-	},
-);
+runCommand(main, "Export");

@@ -9,10 +9,9 @@
  */
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { ConfigError } from "../config";
 import { ImportAborted, importCatalogue } from "../lib/catalog-io/importer";
 import { importProgress, importSummary } from "../lib/catalog-io/report";
-import { openSession } from "../lib/catalog-io/session";
+import { openSession, runCommand } from "../lib/catalog-io/session";
 
 const USAGE = "usage: npm run import -- <file.csv> [--dry-run] [--batch-size N] [--json]";
 
@@ -51,14 +50,4 @@ async function main(): Promise<number> {
 	}
 }
 
-main().then(
-	code => process.exit(code),
-	err => {
-		if (err instanceof ConfigError) {
-			console.error(err.message);
-			process.exit(78);
-		}
-		console.error("Import failed:", err?.message ?? err);
-		process.exit(err?.code === "ENOENT" ? 66 : 1);
-	},
-);
+runCommand(main, "Import", err => (err?.code === "ENOENT" ? 66 : 1));

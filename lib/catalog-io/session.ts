@@ -6,7 +6,7 @@
  * stops, waits until their events have reached those services.
  */
 import type { ServiceBroker } from "moleculer";
-import { config } from "../../config";
+import { ConfigError, config } from "../../config";
 import { availableServices, loadServiceSchema } from "../../services";
 import { createBroker } from "../broker";
 import { type CatalogueClient, brokerClient } from "./client";
@@ -88,4 +88,23 @@ async function drainOutboxes(broker: ServiceBroker, ms: number, log: (line: stri
 		told = true;
 		await new Promise(r => setTimeout(r, 200));
 	}
+}
+
+/**
+ * Runs a command-line entry point (`main` resolves to its exit status) and exits with it. A bad
+ * configuration exits 78 (EX_CONFIG) with the variable named; any other failure prints
+ * `<label> failed: <message>` and exits with `codeOf(err)` (default 1).
+ */
+export function runCommand(main: () => Promise<number>, label: string, codeOf: (err: any) => number = () => 1): void {
+	main().then(
+		code => process.exit(code),
+		err => {
+			if (err instanceof ConfigError) {
+				console.error(err.message);
+				process.exit(78);
+			}
+			console.error(`${label} failed:`, err?.message ?? err);
+			process.exit(codeOf(err));
+		},
+	);
 }
