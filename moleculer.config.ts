@@ -2,6 +2,7 @@
  * Broker options for every node, embedded or clustered. Each option is set on purpose.
  */
 import { hostname } from "node:os";
+import { RemoteCacheMiddleware, cacherFor } from "./lib/cache";
 import type { BrokerOptions } from "moleculer";
 import { config } from "./config";
 import { countsAgainstHealth, isSafeToRetry } from "./lib/errors";
@@ -85,9 +86,19 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
 			: false,
 		// Spans go to a Zipkin v2 collector (Jaeger takes them on 9411) when ZIPKIN_URL is set.
 		tracing: c.ZIPKIN_URL ? tracingOptions({ type: "Zipkin", options: { baseURL: c.ZIPKIN_URL, interval: 5, defaultTags: { namespace: c.NAMESPACE || "default" } } }) : false,
-		// Request ids in every log line; checkout latency and outcome (lib/metrics.ts); a timed-out
-		// remote call releases its context, so a stop never waits for calls nobody awaits (lib/graceful.ts).
-		middlewares: [RequestContextMiddleware, BusinessMetricsMiddleware, RemoteCallDeadlineMiddleware],
+		// Read cache (lib/cache.ts): in-memory LRU by default, Redis with CACHER=redis://…, none with CACHER=off.
+		cacher: cacherFor(c.CACHER, c.NAMESPACE) as BrokerOptions["cacher"],
+		// Request ids in JSON log lines (text logs do not print them: no scope per call then);
+		// checkout latency and outcome when metrics are on (lib/metrics.ts); a timed-out remote call
+		// releases its context, so a stop never waits for calls nobody awaits (lib/graceful.ts);
+		// cached reads answered on the calling side (lib/cache.ts). A middleware that is off is not
+		// in the chain at all.
+		middlewares: [
+			...(c.LOG_FORMAT === "json" ? [RequestContextMiddleware] : []),
+			...(c.METRICS_ENABLED ? [BusinessMetricsMiddleware] : []),
+			RemoteCallDeadlineMiddleware,
+			RemoteCacheMiddleware,
+		],
 		...overrides,
 	};
 	return options;

@@ -113,6 +113,11 @@ const schema = z.object({
 	NATS_TLS_KEY_FILE: z.string().min(1).optional(),
 	// Zipkin v2 collector base URL (Jaeger accepts it on 9411), e.g. http://jaeger:9411; tracing is off without it.
 	ZIPKIN_URL: z.url().optional(),
+	// Read cache (lib/cache.ts): unset = in-memory LRU per process; redis://host:port[/db] = one Redis for every node; off = none.
+	CACHER: z
+		.string()
+		.regex(/^(off|rediss?:\/\/\S+)$/, "must be off or a redis:// URL")
+		.optional(),
 });
 
 type Env = z.infer<typeof schema>;

@@ -7,7 +7,9 @@
  * health check (bin/healthcheck.ts) asks this, so Swarm's start-first update only retires the old
  * task once the new one is really able to serve, and rolls back one that never is.
  *
- * Other parts add their own lines with `addReadinessCheck` (e.g. the cacher).
+ * Other parts add their own lines with `addReadinessCheck`. A check may instead report something
+ * as degraded (`{ degraded }`: e.g. the read cache's Redis is away and reads go uncached): listed
+ * under `degraded`, the node stays ready.
  */
 import type { ServiceBroker } from "moleculer";
 
@@ -17,10 +19,13 @@ export interface ReadinessReport {
 	services: string[];
 	/** What is down: `starting`, `stopping`, `transporter`, `<service>:database`, `needs:<service>`, or a check's own name. */
 	down: string[];
+	/** What works in a lesser way without making the node unready (e.g. `cache`: reads answer uncached). */
+	degraded: string[];
 }
 
-/** Resolves with nothing when fine; throws (or resolves with a reason) when not. */
-export type ReadinessCheck = () => Promise<string | void> | string | void;
+type CheckResult = string | void | { degraded: string };
+/** Resolves with nothing when fine; throws (or resolves with a reason) when down; `{ degraded }` when degraded. */
+export type ReadinessCheck = () => Promise<CheckResult> | CheckResult;
 
 /**
  * Services a service cannot answer any request without (calls on every request or every
@@ -56,6 +61,7 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 export async function readiness(broker: ServiceBroker): Promise<ReadinessReport> {
 	const b = broker as any;
 	const down: string[] = [];
+	const degraded: string[] = [];
 	if (b.stopping) down.push("stopping");
 	else if (!b.started) down.push("starting");
 	if (b.transit && !b.transit.connected) down.push("transporter");
@@ -73,7 +79,8 @@ export async function readiness(broker: ServiceBroker): Promise<ReadinessReport>
 	const checks = [...(extraChecks.get(broker) ?? new Map<string, ReadinessCheck>()).entries()].map(async ([name, check]) => {
 		try {
 			const problem = await withTimeout(Promise.resolve(check()), PROBE_TIMEOUT_MS);
-			if (problem) down.push(`${name}: ${problem}`);
+			if (problem && typeof problem === "object") degraded.push(problem.degraded);
+			else if (problem) down.push(`${name}: ${problem}`);
 		} catch (err) {
 			down.push(name);
 			broker.logger.warn(`Readiness: ${name} failed: ${(err as Error).message}`);
@@ -85,5 +92,5 @@ export async function readiness(broker: ServiceBroker): Promise<ReadinessReport>
 	for (const name of [...needed].sort()) {
 		if (!local.has(name) && !(broker.registry as any).hasService(name)) down.push(`needs:${name}`);
 	}
-	return { status: down.length ? "unavailable" : "ok", nodeID: broker.nodeID, services: services.map(s => s.name), down: down.sort() };
+	return { status: down.length ? "unavailable" : "ok", nodeID: broker.nodeID, services: services.map(s => s.name), down: down.sort(), degraded: degraded.sort() };
 }

@@ -8,6 +8,7 @@
  * recorded in the inbox (unique on event id + consumer), so a redelivered event changes nothing.
  * The consumer group is the service name: replicas share the work, each event is applied once.
  */
+import { invalidateFor } from "../lib/cache";
 import type { Service, ServiceSchema } from "moleculer";
 import { DataTypes, type Model, type ModelStatic, Op, type Sequelize, type Transaction } from "sequelize";
 import { config } from "../config";
@@ -113,6 +114,8 @@ async function consume(svc: ConsumerService, handlers: Record<string, EventHandl
 		svc.logger.warn(`Handler of ${name} ${event.eventId} in '${group}' failed: ${(err as Error)?.message ?? err}`);
 		throw err;
 	}
+	// The read caches this event makes stale, on every node (lib/cache.ts).
+	invalidateFor(svc.broker, [name]);
 	return count(group, name, "applied");
 }
 

@@ -13,6 +13,7 @@
  * commit this process's relay publishes it from memory (JetStream in a cluster, the local
  * consumers in process), and a periodic pass publishes whatever a crash or an outage left behind.
  */
+import { invalidateFor } from "../lib/cache";
 import { randomUUID } from "node:crypto";
 import type { Service, ServiceSchema } from "moleculer";
 import type { Transaction } from "sequelize";
@@ -139,6 +140,7 @@ export const OutboxMixin = {
 			t.afterCommit(() => {
 				faultPoint("outbox.afterCommit");
 				relay.written([{ id: e.id, name, payload: e.payload }]);
+				invalidateFor(this.broker, [name]);
 			});
 			return e.payload;
 		},
@@ -166,6 +168,7 @@ export const OutboxMixin = {
 			if (!written.length) return;
 			faultPoint("outbox.afterCommit");
 			this.$outbox?.written(written);
+			invalidateFor(this.broker, written.map(r => r.name));
 		},
 
 		envelope(this: OutboxService, name: string, payload: Record<string, unknown>, now = new Date()): NewEvent {
@@ -195,6 +198,7 @@ export const OutboxMixin = {
 			t.afterCommit(() => {
 				faultPoint("outbox.afterCommit");
 				relay.written(written.map(e => ({ id: e.id, name: e.name, payload: e.payload })));
+				invalidateFor(this.broker, written.map(e => e.name));
 			});
 		},
 	},

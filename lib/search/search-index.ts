@@ -66,6 +66,31 @@ const priceBucket = (amount: number) => PRICE_BUCKETS.find(([, from, to]) => amo
 /** Typos within edit distance 1, but not on very short words where that matches nearly anything. */
 const fuzzyFor = (term: string) => (term.length >= 4 ? 1 : 0);
 
+/**
+ * The words of a query with, for each word of 4+ letters, its adjacent transpositions
+ * ("keybaord" → "keyboard", …): MiniSearch's fuzzy match is Levenshtein, where a swapped pair
+ * costs two edits; with these alternatives it costs one (Damerau's optimal string alignment
+ * distance 1), the commonest typo. Each word matches itself (fuzzy, and as a prefix when last) or
+ * one of its transpositions exactly; the words are combined with AND.
+ */
+export function transpositionQuery(q: string): { combineWith: "AND"; queries: { combineWith: "OR"; queries: (string | { queries: string[]; fuzzy: false; prefix: false })[] }[] } | null {
+	const words = q.toLowerCase().split(/[\s\p{P}]+/u).filter(Boolean);
+	if (!words.length) return null;
+	return {
+		combineWith: "AND",
+		queries: words.map(w => {
+			const swaps = new Set<string>();
+			if (w.length >= 4) {
+				for (let i = 0; i + 1 < w.length; i++) {
+					if (w[i] === w[i + 1]) continue;
+					swaps.add(w.slice(0, i) + w[i + 1] + w[i] + w.slice(i + 2));
+				}
+			}
+			return { combineWith: "OR" as const, queries: swaps.size ? [w, { queries: [...swaps], fuzzy: false as const, prefix: false as const }] : [w] };
+		}),
+	};
+}
+
 type Dimension = "category" | "brand" | "price" | "inStock";
 
 export class ProductSearchIndex {
@@ -131,8 +156,9 @@ export class ProductSearchIndex {
 		const q = query.q?.trim();
 		let matches: { doc: SearchDoc; score: number }[];
 		if (q) {
-			matches = this.text
-				.search(q, { fuzzy: fuzzyFor, prefix: (_t, i, terms) => i === terms.length - 1 })
+			const last = q.toLowerCase().split(/[\s\p{P}]+/u).filter(Boolean).pop();
+			const expr = transpositionQuery(q);
+			matches = (expr ? this.text.search(expr, { fuzzy: fuzzyFor, prefix: t => t === last }) : [])
 				.map(r => ({ doc: this.docs.get(String(r.id))!, score: r.score }))
 				.filter(m => m.doc);
 		} else {

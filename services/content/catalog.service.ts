@@ -14,6 +14,7 @@ import { categorySnapshot } from "../../lib/catalog/categories";
 import { DEMO_CATEGORIES, DEMO_PRODUCTS } from "../../lib/catalog/demo-data";
 import { type ProductInput, type ProductRecord, checkAttributes, createParams, newProductRecord, productChanges, productSnapshot, productView, updateParams } from "../../lib/catalog/product";
 import { PRODUCT_SORTS, type ProductSort, checkPriceRange, clampPaging, sortOrder, withDescendants } from "../../lib/catalog/query";
+import { DEFAULT_CACHE_TTL_S } from "../../lib/cache";
 import { ConflictError, NotFoundError } from "../../lib/errors";
 import type { DomainEvent } from "../../lib/events";
 import { AccessMixin } from "../../mixins/access.mixin";
@@ -147,6 +148,8 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 	actions: {
 		categories: {
 			auth: "public",
+			// Cached (lib/cache.ts): cleaned by catalog.category.* events.
+			cache: { ttl: DEFAULT_CACHE_TTL_S },
 			async handler(this: Svc) {
 				const rows: any[] = await this.models.Category.findAll({ order: [["name", "ASC"]], raw: true });
 				return { items: rows.map(c => ({ id: c.id, slug: c.slug, name: c.name, parentId: c.parent_id })) };
@@ -155,6 +158,8 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 
 		list: {
 			auth: "public",
+			// Cached by every parameter (lib/cache.ts): cleaned by catalog.product.*, catalog.category.*, reviews.review.published.
+			cache: { ttl: DEFAULT_CACHE_TTL_S },
 			params: {
 				category: "string|max:80|optional",
 				brand: "string|max:80|optional",
@@ -186,6 +191,8 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 
 		get: {
 			auth: "public",
+			// Cached by id and caller kind (admins see drafts): cleaned by product, category, stock and review events (lib/cache.ts).
+			cache: { ttl: DEFAULT_CACHE_TTL_S, byRole: true } as any,
 			params: { id: "string|max:64" },
 			async handler(this: Svc, ctx: Context<{ id: string }, any>) {
 				const row: any = await this.models.Product.findByPk(ctx.params.id, { raw: true });
@@ -319,6 +326,8 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 
 		/** A dependency that may be absent or down: its answer, or null — quickly, never an error. */
 		async optionalCall(this: Svc, ctx: Context, action: string, params: Record<string, unknown>) {
+			// Not deployed: no call, no error to catch (issue 10).
+			if (!this.broker.registry.hasService(action.slice(0, action.indexOf(".")), undefined as any)) return null;
 			try {
 				return await ctx.call(action, params, { timeout: this.settings.enrichTimeoutMs, retries: 0 });
 			} catch (err) {

@@ -12,6 +12,7 @@ import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixin
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
 import { clampPaging } from "../../lib/paging";
 import type { DomainEvent } from "../../lib/events";
+import { DEFAULT_CACHE_TTL_S } from "../../lib/cache";
 import { ConflictError, ForbiddenError, NotFoundError } from "../../lib/errors";
 import { addRating, moderate } from "../../lib/reviews/moderation";
 
@@ -197,6 +198,8 @@ const ReviewsService: ServiceSchema<any, any, any, Svc> = {
 
 		/** Rating summary of a product (read by catalog.get). */
 		summary: {
+			// Cached (lib/cache.ts): cleaned by reviews.review.published.
+			cache: { ttl: DEFAULT_CACHE_TTL_S },
 			params: { productId: "string|max:64" },
 			async handler(this: Svc, ctx: Context<{ productId: string }>) {
 				const s: any = await this.models.Summary.findByPk(ctx.params.productId, { raw: true });

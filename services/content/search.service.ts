@@ -17,6 +17,13 @@ import { AccessMixin } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
 
+/**
+ * How long a search answer is cached (s). Short: a search replica's in-memory index follows the
+ * documents table on its own poll (up to pollIntervalMs after the event), which may be after the
+ * event's clean; so a search answer is at most this much older than its index (lib/cache.ts).
+ */
+const SEARCH_CACHE_TTL_S = 3;
+
 const migrations: Migration[] = [
 	{
 		name: "001-search-documents",
@@ -147,6 +154,9 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 	actions: {
 		search: {
 			auth: "public",
+			// Cached by every parameter (lib/cache.ts), briefly: each replica's index follows the
+			// documents table on its own poll (pollIntervalMs), after the event's clean.
+			cache: { ttl: SEARCH_CACHE_TTL_S },
 			params: {
 				q: "string|max:200|optional",
 				category: "string|max:100|optional",
@@ -168,6 +178,7 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 
 		suggest: {
 			auth: "public",
+			cache: { ttl: SEARCH_CACHE_TTL_S },
 			params: { q: "string|max:100" },
 			handler(this: Svc, ctx: Context<{ q: string }>) {
 				return { items: this.index.suggest(ctx.params.q, 10) };

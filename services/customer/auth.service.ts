@@ -11,6 +11,7 @@ import { EMAIL_PARAM, normaliseEmail, parseEmail } from "../../lib/identity/emai
 import { LOGIN_THROTTLE, type ThrottlePolicy, type ThrottleState, addressKey, admit, bucketKey, countAttempt, current } from "../../lib/identity/login-throttle";
 import { hashRefreshToken, newRefreshToken } from "../../lib/identity/refresh-tokens";
 import { PASSWORD_RULE, hashPassword, verifyPassword } from "../../lib/passwords";
+import { SESSIONS_REVOKED_EVENT } from "../../lib/identity/revocations";
 import { signAccessToken } from "../../lib/tokens";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
@@ -84,6 +85,13 @@ const migrations: Migration[] = [
 				last_success_at: { type: T.DATE(3), allowNull: false },
 			});
 			await qi.addIndex("login_known_addresses", ["last_success_at"]);
+		},
+	},
+	{
+		name: "i10-001-sessions-revoked-at",
+		async up(qi) {
+			// Gateways ask for the sessions revoked since their last look (auth.revokedSince).
+			await qi.addIndex("sessions", ["revoked_at"]);
 		},
 	},
 ];
@@ -256,7 +264,27 @@ const AuthService: ServiceSchema<any, any, any, Svc> = {
 			},
 		},
 
-		/** Asked by the gateway on every authenticated request: a primary-key lookup. */
+		/**
+		 * Sessions revoked at or after `since` (ms since the epoch), oldest first, at most 5000:
+		 * `{ items: [{ sid, revokedAt }], now }` (`now`: this node's clock, the next `since`). The
+		 * gateways' revocation lists (lib/identity/revocations.ts) follow this every second.
+		 */
+		revokedSince: {
+			params: { since: "number|integer|min:0" },
+			async handler(this: Svc, ctx: Context<{ since: number }>) {
+				const now = Date.now();
+				const rows: any[] = await this.models.Session.findAll({
+					where: { revoked_at: { [Op.gte]: new Date(ctx.params.since) } },
+					attributes: ["id", "revoked_at"],
+					order: [["revoked_at", "ASC"]],
+					limit: 5000,
+					raw: true,
+				});
+				return { items: rows.map(r => ({ sid: r.id, revokedAt: new Date(r.revoked_at).getTime() })), now };
+			},
+		},
+
+		/** Asked by the gateway when its revocation list is not fresh (lib/identity/revocations.ts): a primary-key lookup. */
 		sessionActive: {
 			params: { sid: "string|max:64" },
 			async handler(this: Svc, ctx: Context<{ sid: string }>) {
@@ -343,8 +371,11 @@ const AuthService: ServiceSchema<any, any, any, Svc> = {
 			return { accessToken: access.token, refreshToken: refresh.token, expiresIn: access.expiresIn };
 		},
 
+		/** Revokes a session and tells every gateway at once (`auth.sessions.revoked`, a broadcast; the gateways' periodic look at `revokedSince` catches a missed one). */
 		async revokeSession(this: Svc, sid: string, reason: string) {
-			await this.models.Session.update({ revoked_at: new Date(), revoked_reason: reason }, { where: { id: sid, revoked_at: null } });
+			const at = new Date();
+			await this.models.Session.update({ revoked_at: at, revoked_reason: reason }, { where: { id: sid, revoked_at: null } });
+			this.broker.broadcast(SESSIONS_REVOKED_EVENT, { sids: [sid], revokedAt: at.getTime() });
 		},
 	},
 

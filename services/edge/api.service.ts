@@ -20,6 +20,7 @@ import { locationFor } from "../../lib/api-contract";
 import { DOCS_CSP, buildOpenApi, docsAsset, renderDocsPage } from "../../lib/openapi";
 import { FixedWindowLimiter, authBucket, generalBucket } from "../../lib/rate-limit";
 import { readiness } from "../../lib/readiness";
+import { RevocationList, SESSIONS_REVOKED_EVENT } from "../../lib/identity/revocations";
 import { verifyAccessToken } from "../../lib/tokens";
 import { PUBLIC_ROUTES } from "./routes";
 
@@ -73,7 +74,7 @@ const ApiService: ServiceSchema = {
 		// Nothing new once the node stops (lib/graceful.ts); every answer counted and timed by route
 		// pattern and status (lib/metrics.ts); before every route's own middlewares, an OPTIONS never
 		// reaches an action (lib/http-edge.ts).
-		use: [drainMiddleware, httpMetricsMiddleware, optionsGuard(Boolean(c.CORS_ORIGINS.length), ALL_MATCHERS)],
+		use: [drainMiddleware, ...(c.METRICS_ENABLED ? [httpMetricsMiddleware] : []), optionsGuard(Boolean(c.CORS_ORIGINS.length), ALL_MATCHERS)],
 		routes: [
 			{
 				path: "/api/v1",
@@ -147,7 +148,8 @@ const ApiService: ServiceSchema = {
 			async handler(this: any, ctx: Context<unknown, any>) {
 				const report = await this.readiness();
 				ctx.meta.$statusCode = report.status === "ok" ? 200 : 503;
-				return report;
+				// Public: what is down or degraded, not which node or services answer (the metrics port has those).
+				return { status: report.status, down: report.down, degraded: report.degraded };
 			},
 		},
 
@@ -194,14 +196,14 @@ const ApiService: ServiceSchema = {
 			return buildOpenApi(PUBLIC_ROUTES, name => actions.get(name));
 		},
 
-		/** Verifies the bearer token locally (signature, algorithm, expiry, issuer, audience), then asks `auth` whether its session is still alive. */
+		/** Verifies the bearer token locally (signature, algorithm, expiry, issuer, audience), then checks its session against this replica's revocation list (lib/identity/revocations.ts). */
 		async authenticate(this: any, ctx: Context<unknown, any>, _route: unknown, req: Req) {
 			const header = req.headers.authorization;
 			if (!header) return null;
 			const m = /^Bearer\s+(\S+)$/i.exec(header);
 			if (!m) throw new UnauthorizedError("Malformed Authorization header", "INVALID_TOKEN");
 			const claims = verifyAccessToken(m[1]);
-			const active: boolean = await ctx.call("auth.sessionActive", { sid: claims.sid });
+			const active = await (this.revocations as RevocationList).isActive(ctx, claims.sid);
 			if (!active) throw new UnauthorizedError("Session revoked", "SESSION_REVOKED");
 			return { id: claims.sub, typ: claims.typ, roles: claims.roles, sid: claims.sid };
 		},
@@ -230,7 +232,24 @@ const ApiService: ServiceSchema = {
 		},
 	},
 
+	events: {
+		/** `auth` revoked sessions: refused here from now on (lib/identity/revocations.ts). */
+		[SESSIONS_REVOKED_EVENT](this: any, ctx: Context<{ sids: string[]; revokedAt: number }>) {
+			if (Array.isArray(ctx.params?.sids)) (this.revocations as RevocationList).add(ctx.params.sids, Number(ctx.params.revokedAt) || Date.now());
+		},
+	},
+
+	started(this: any) {
+		this.revocations.start();
+	},
+
+	stopped(this: any) {
+		this.revocations.stop();
+	},
+
 	created(this: any) {
+		// Revocations matter for an access token's lifetime plus lib/tokens.ts's 5 s clock tolerance.
+		this.revocations = new RevocationList(this.broker, (c.ACCESS_TOKEN_TTL_S + 5) * 1000);
 		this.limiter = new FixedWindowLimiter(c.RATE_LIMIT_MAX, c.RATE_LIMIT_WINDOW_MS);
 		this.authLimiter = new FixedWindowLimiter(c.AUTH_RATE_LIMIT_MAX, c.RATE_LIMIT_WINDOW_MS);
 	},

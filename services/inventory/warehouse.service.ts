@@ -26,6 +26,7 @@ import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
 import { type Command, IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
 import { WarehouseAdminMixin } from "./warehouse-admin.mixin";
+import { DEFAULT_CACHE_TTL_S } from "../../lib/cache";
 
 const migrations: Migration[] = [
 	{
@@ -207,6 +208,8 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 		},
 
 		availability: {
+			// Cached (lib/cache.ts): cleaned by warehouse.stock.changed and warehouse.warehouse.*.
+			cache: { ttl: DEFAULT_CACHE_TTL_S },
 			params: { sku: "string|min:1|max:64" },
 			async handler(this: Svc, ctx: Context<{ sku: string }>) {
 				return (await this.availabilityOf([ctx.params.sku]))[ctx.params.sku];

@@ -37,6 +37,17 @@ describe("ProductSearchIndex", () => {
 		expect(r.items.map(d => d.id).sort()).toEqual(["1", "2"]);
 	});
 
+	it("counts a swapped pair of letters as one edit (keybaord finds keyboard), in any word of the query", () => {
+		const idx = fixture();
+		idx.upsert(doc("5", "Mechanical Keyboard", { brand: "Clack" }));
+		idx.upsert(doc("6", "Keyboard Stand", { brand: "Clack" }));
+		expect(idx.search({ q: "keybaord", ...page }).items.map(d => d.id).sort()).toEqual(["5", "6"]);
+		expect(idx.search({ q: "mehcanical keyboard", ...page }).items.map(d => d.id)).toEqual(["5"]);
+		expect(idx.search({ q: "keybaord stand", ...page }).items.map(d => d.id)).toEqual(["6"]);
+		// Two swaps in one word are two edits: not found.
+		expect(idx.search({ q: "kyebaord", ...page }).total).toBe(0);
+	});
+
 	it("completes a prefix of the last word", () => {
 		const r = fixture().search({ q: "aurora head", ...page });
 		expect(r.items.map(d => d.id)).toEqual(["1"]);

@@ -1,0 +1,198 @@
+/**
+ * Read caching with Moleculer's built-in cacher (issue 10; docs/OPERATIONS.md "Caching and
+ * revocation").
+ *
+ * - Which store: `CACHER` — unset: an in-memory LRU per process (Moleculer's `MemoryLRU`; the
+ *   embedded default, and each node of a cluster without Redis); `redis://host:port[/db]`: one
+ *   Redis shared by every node (Moleculer's `Redis` cacher over `ioredis`); `off`: no cache.
+ * - What: actions that declare `cache: { ttl, byRole? }` (catalog list/get/categories, search,
+ *   reviews.summary, warehouse.availability). The key is the action name, every parameter (so a
+ *   refused parameter never shares a key with an accepted one) and, with `byRole`, the caller's
+ *   kind (`typ`), for answers that differ for admins.
+ * - Where: Moleculer caches on the node that runs the action; `RemoteCacheMiddleware` applies the
+ *   same cacher on the calling side too, so a gateway answers a cached read without a hop.
+ * - Invalidation, driven by the domain events (`INVALIDATES`): the node that commits a change
+ *   cleans right after the commit (outbox mixin), and every consumer that applies the event cleans
+ *   after its transaction (consumer mixin); each clean is broadcast to every node (`cache.invalidate`),
+ *   so per-process stores follow within the broadcast's delivery. A node that reconnects to the
+ *   transporter, or a Redis that comes back, is cleaned whole (broadcasts may have been missed).
+ *   The TTL is the backstop (a read that began before a commit and stored its answer after the
+ *   last clean lives at most that long).
+ * - Redis down: the cacher counts as disconnected, reads go to the services uncached, and
+ *   `/health/ready` lists `cache` under `degraded` (lib/readiness.ts) without turning unready.
+ */
+import { createHash } from "node:crypto";
+import { Cachers, type Context, type Middleware, type ServiceBroker, type ServiceSchema } from "moleculer";
+import { addReadinessCheck } from "./readiness";
+
+/** The longest any cached answer lives (s) unless its action says less: the invalidation backstop. */
+export const DEFAULT_CACHE_TTL_S = 30;
+
+/** Domain event → the cache key patterns it makes stale (keys are `<action>:<params>`). */
+export const INVALIDATES: Record<string, string[]> = {
+	"catalog.product.created": ["catalog.list:*", "catalog.get:*", "search.*"],
+	"catalog.product.updated": ["catalog.list:*", "catalog.get:*", "search.*"],
+	"catalog.product.archived": ["catalog.list:*", "catalog.get:*", "search.*"],
+	"catalog.category.created": ["catalog.categories*", "catalog.list:*", "catalog.get:*", "search.*"],
+	"catalog.category.updated": ["catalog.categories*", "catalog.list:*", "catalog.get:*", "search.*"],
+	"catalog.category.deleted": ["catalog.categories*", "catalog.list:*", "catalog.get:*", "search.*"],
+	"warehouse.stock.changed": ["warehouse.availability:*", "catalog.get:*", "search.*"],
+	"warehouse.warehouse.created": ["warehouse.availability:*", "catalog.get:*", "search.*"],
+	"warehouse.warehouse.updated": ["warehouse.availability:*", "catalog.get:*", "search.*"],
+	"reviews.review.published": ["reviews.summary:*", "catalog.get:*", "catalog.list:*", "search.*"],
+};
+
+/** The Moleculer broadcast carrying an invalidation to every node: `{ events: string[] }`. */
+export const INVALIDATE_EVENT = "cache.invalidate";
+
+/** Per-action cache options (serialisable: they travel to callers in the registry). */
+export interface ActionCache {
+	ttl: number;
+	/** The answer depends on the caller's kind (customer, admin): it is part of the key. */
+	byRole?: boolean;
+}
+
+/** Keys longer than this are `<action>:<sha256>`. */
+const MAX_KEY_LENGTH = 200;
+
+function stable(value: unknown): string {
+	if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "u";
+	if (Array.isArray(value)) return `[${value.map(stable).join(",")}]`;
+	const obj = value as Record<string, unknown>;
+	return `{${Object.keys(obj)
+		.sort()
+		.map(k => `${JSON.stringify(k)}:${stable(obj[k])}`)
+		.join(",")}}`;
+}
+
+/** `<action>:<every param, sorted>[|<caller kind>]`, hashed when long. */
+export function cacheKey(actionName: string, params: unknown, meta: any, opts: ActionCache | undefined): string {
+	let body = stable(params ?? {});
+	if (opts?.byRole) body += `|${meta?.user?.typ ?? "-"}`;
+	if (body.length > MAX_KEY_LENGTH) body = createHash("sha256").update(body).digest("base64url");
+	return `${actionName}:${body}`;
+}
+
+/** Moleculer's Redis cacher, where a failing Redis means a miss (the service answers), never an error. */
+const RedisCacherBase = Cachers.Redis as unknown as new (opts: unknown) => any;
+class ForgivingRedisCacher extends RedisCacherBase {
+	init(broker: ServiceBroker): void {
+		super.init(broker);
+		let wasDown = false;
+		const client = (this as any).client;
+		client.on("close", () => {
+			(this as any).connected = false;
+			wasDown = true;
+		});
+		client.on("error", () => {
+			wasDown = true;
+		});
+		client.on("ready", () => {
+			// Invalidations were missed while it was away.
+			if (wasDown) void this.clean("**").catch(() => undefined);
+			wasDown = false;
+		});
+	}
+
+	get(key: string): Promise<unknown> {
+		if ((this as any).connected === false) return Promise.resolve(undefined);
+		return super.get(key).catch(() => undefined);
+	}
+
+	set(key: string, data: unknown, ttl?: number): Promise<unknown> {
+		if ((this as any).connected === false) return Promise.resolve();
+		return super.set(key, data, ttl).catch(() => undefined);
+	}
+
+	clean(match?: string | string[]): Promise<unknown> {
+		if ((this as any).connected === false) return Promise.resolve();
+		return super.clean(match).catch(() => undefined);
+	}
+}
+
+/** The broker's `cacher` option for `CACHER` (see the module comment). */
+export function cacherFor(setting: string | undefined, namespace: string): unknown {
+	const common = {
+		ttl: DEFAULT_CACHE_TTL_S,
+		keygen: (action: { name: string }, opts: ActionCache, ctx: Context<unknown, any>) => cacheKey(action.name, ctx?.params, ctx?.meta, opts),
+	};
+	if (setting === "off") return undefined;
+	if (setting?.startsWith("redis://") || setting?.startsWith("rediss://")) {
+		const url = new URL(setting);
+		return new ForgivingRedisCacher({
+			...common,
+			prefix: `MC-${namespace || "default"}`,
+			// Moleculer's lock needs redlock; reads are cheap enough to compute twice.
+			redlock: false,
+			redis: {
+				host: url.hostname,
+				port: Number(url.port || 6379),
+				username: url.username ? decodeURIComponent(url.username) : undefined,
+				password: url.password ? decodeURIComponent(url.password) : undefined,
+				db: Number(url.pathname.slice(1) || 0),
+				tls: url.protocol === "rediss:" ? {} : undefined,
+				// Fail fast instead of queueing while Redis is away: the read goes to the service.
+				enableOfflineQueue: false,
+				maxRetriesPerRequest: 0,
+				connectTimeout: 2000,
+				retryStrategy: (times: number) => Math.min(times * 200, 2000),
+			},
+		});
+	}
+	return { type: "MemoryLRU", options: { ...common, max: 5000 } };
+}
+
+/** Cleans this node's cache for the given domain events (Redis: the shared store). */
+export function cleanFor(broker: ServiceBroker, events: readonly string[]): void {
+	const cacher = broker.cacher as any;
+	if (!cacher) return;
+	const patterns = [...new Set(events.flatMap(e => INVALIDATES[e] ?? []))];
+	if (patterns.length) void Promise.resolve(cacher.clean(patterns)).catch(() => undefined);
+}
+
+/**
+ * After a change's commit or an event's application: cleans here at once and tells every other
+ * node (a Moleculer broadcast; per-process stores clean on it).
+ */
+export function invalidateFor(broker: ServiceBroker, events: readonly string[]): void {
+	if (!broker.cacher) return;
+	const relevant = events.filter(e => INVALIDATES[e]);
+	if (!relevant.length) return;
+	cleanFor(broker, relevant);
+	if ((broker as any).transit) void broker.broadcast(INVALIDATE_EVENT, { events: relevant }).catch(() => undefined);
+}
+
+const isShared = (broker: ServiceBroker) => broker.cacher instanceof ForgivingRedisCacher;
+
+/** `$cache`: on every node with a cacher; follows the invalidation broadcasts and reconnections. */
+const CacheService: ServiceSchema = {
+	name: "$cache",
+	events: {
+		[INVALIDATE_EVENT](this: any, ctx: Context<{ events?: string[] }>) {
+			// A shared store was cleaned by the sender; each process's own store is cleaned here.
+			if (Array.isArray(ctx.params?.events) && !isShared(this.broker) && ctx.nodeID !== this.broker.nodeID) cleanFor(this.broker, ctx.params.events);
+		},
+		"$transporter.connected"(this: any, ctx: Context<{ wasReconnect?: boolean }>) {
+			if (ctx.params?.wasReconnect && !isShared(this.broker)) void (this.broker.cacher as any)?.clean("**");
+		},
+	},
+};
+
+/**
+ * Broker middleware: the `$cache` service and the readiness line on every node with a cacher, and
+ * the cacher applied on the calling side of remote actions that declare `cache` (a gateway answers
+ * cached reads without a hop). Nothing at all without a cacher.
+ */
+export const RemoteCacheMiddleware: Middleware = {
+	name: "RemoteCache",
+	created(broker: ServiceBroker) {
+		if (!broker.cacher) return;
+		broker.createService(CacheService);
+		addReadinessCheck(broker, "cache", () => ((broker.cacher as any).connected === false ? { degraded: "cache" } : undefined));
+	},
+	remoteAction(this: any, next: (ctx: Context) => Promise<unknown>, action: any) {
+		const cacher = action?.service?.broker?.cacher ?? this?.cacher;
+		if (!action?.cache || !cacher) return next;
+		return (cacher as any).middleware().localAction(next, action);
+	},
+} as unknown as Middleware;
