@@ -93,19 +93,18 @@ async function consume(svc: ConsumerService, handlers: Record<string, EventHandl
 	if (typeof event?.eventId !== "string" || !event.eventId || event.eventId.length > 36) {
 		throw new Error(`Event ${name} without a valid eventId`);
 	}
-	const inbox = svc.$inbox!;
-	if (await inbox.findOne({ where: { event_id: event.eventId, consumer: group }, attributes: ["event_id"] })) {
-		return count(group, name, "duplicate");
-	}
 	try {
 		await svc.transaction(async t => {
-			try {
-				// First, so that a concurrent delivery of the same event waits on this row and then loses.
-				await inbox.create({ event_id: event.eventId, consumer: group, event_name: name, applied_at: new Date() }, { transaction: t });
-			} catch (err) {
-				if (svc.isUniqueViolation(err)) throw new AlreadyApplied();
-				throw err;
-			}
+			// First, so that a concurrent delivery of the same event waits on this row and then finds it
+			// taken. No look-up before it: one plain statement decides (a redelivery is the rare case).
+			const p = svc.sql.params();
+			const claimed = await svc.sql
+				.on(t)
+				.query(
+					`INSERT INTO ${INBOX_TABLE} (event_id, consumer, event_name, applied_at) VALUES (${p.text(event.eventId)}, ${p.text(group)}, ${p.text(name)}, ${p.ts(new Date())}) ON CONFLICT DO NOTHING RETURNING event_id`,
+					p.values,
+				);
+			if (!claimed.length) throw new AlreadyApplied();
 			await handler.call(svc, event, t);
 		});
 	} catch (err) {

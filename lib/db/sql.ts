@@ -250,6 +250,11 @@ export class Sql {
 		return this.transaction(r => r.write(parts, params));
 	}
 
+	/** Statements on the connection of a Sequelize transaction the caller already holds (e.g. an event handler's `t`). */
+	on(t: Transaction): Runner {
+		return new ConnectionRunner(this.dialect, (t as any).connection, t);
+	}
+
 	/**
 	 * A transaction of several statements; `fn` runs them on the transaction's connection. A
 	 * transaction PostgreSQL chose as a deadlock victim rolled back entirely and runs again.

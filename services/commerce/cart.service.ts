@@ -140,7 +140,9 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 	subscriptions: {
 		/** The customer's cart empties once their order is confirmed (a redelivery finds it empty already). */
 		async "orders.order.confirmed"(this: Svc, e: DomainEvent<"orders.order.confirmed">, t: Transaction) {
-			await this.models.Item.destroy({ where: { customer_id: e.customerId }, transaction: t });
+			// Plain SQL on the handler's transaction: this runs once per checkout (lib/db/sql.ts).
+			const p = this.sql.params();
+			await this.sql.on(t).query(`DELETE FROM cart_items WHERE customer_id = ${p.text(e.customerId)}`, p.values);
 		},
 	},
 
