@@ -11,6 +11,13 @@
  *   the nesting for depth. A refusal is the validator's own 422 (`ValidationError`, type
  *   VALIDATION_ERROR, `data: [{ field, message }]`), raised before the handler and so before any
  *   database sees the value.
+ * - `null` is a value, not an absence (fastest-validator's `considerNullAsAValue`): a rule accepts
+ *   it only when it declares `nullable: true` (types `any` and `forbidden` excepted). Without this
+ *   fastest-validator lets null through every optional field, and a handler reads it as "not
+ *   sent" or stores it (API.md: `{"amount": null}` on a refund is 422, not "refund the rest"). A
+ *   PATCH field where null clears the value declares `nullable: true`. A rule with a `default`
+ *   refuses null too instead of silently replacing it. The error is the validator's `required`
+ *   with the message NULL_MESSAGE.
  */
 import { Validators } from "moleculer";
 import { FORBIDDEN_KEYS, textProblem } from "./text";
@@ -77,7 +84,29 @@ export function inspectParams(params: unknown): ParamProblem[] {
 	return problems;
 }
 
+/** The message of a null sent where the rule does not declare `nullable: true`. */
+export const NULL_MESSAGE = "The '{field}' field is required and cannot be null.";
+
+/** Types that take null as any other value. */
+const NULL_TAKING_TYPES = new Set(["any", "forbidden"]);
+
 export class StrictValidator extends Fastest {
+	constructor(opts: Record<string, unknown> = {}) {
+		super({ considerNullAsAValue: true, ...opts });
+		// fastest-validator wraps every rule's check (nested props, array items, multi alternatives)
+		// in the source this method returns, with the rule's schema already resolved from its
+		// shorthand: the one place where every rule's null handling can be set.
+		const inner = (this as any).validator;
+		const wrap = inner.wrapRequiredCheckSourceCode.bind(inner);
+		inner.wrapRequiredCheckSourceCode = (rule: { schema: Record<string, unknown>; messages: Record<string, string> }, ...rest: unknown[]) => {
+			const schema = rule.schema;
+			if (schema.nullable === true || NULL_TAKING_TYPES.has(schema.type as string)) return wrap(rule, ...rest);
+			schema.nullable = false;
+			const refuse = inner.makeError({ type: "required", actual: "value", messages: { ...rule.messages, required: NULL_MESSAGE } });
+			return `if (value === null) { ${refuse} } else ${wrap(rule, ...rest).trimStart()}`;
+		};
+	}
+
 	compile(schema: Record<string, unknown>) {
 		const strict = schema.$$root || "$$strict" in schema ? schema : { $$strict: true, ...schema };
 		const check = super.compile(strict);

@@ -46,7 +46,8 @@ type Svc = Service & DbMethods & OutboxMethods & { [k: string]: any };
 
 export const ADDRESS_RULES = {
 	line1: "string|trim|min:1|max:200",
-	line2: "string|trim|max:200|optional",
+	// null: no second line (how an address without one reads back).
+	line2: { type: "string", trim: true, max: 200, optional: true, nullable: true },
 	city: "string|trim|min:1|max:100",
 	postalCode: "string|trim|min:1|max:20",
 	country: { type: "string", pattern: /^[A-Z]{2}$/, messages: { stringPattern: "country must be an ISO 3166 alpha-2 code, e.g. US" } },
@@ -111,9 +112,10 @@ const CustomersService: ServiceSchema<any, any, any, Svc> = {
 			params: {
 				firstName: "string|trim|min:1|max:100|optional",
 				lastName: "string|trim|min:1|max:100|optional",
-				phone: { type: "string", pattern: /^\+?[0-9 ()-]{6,20}$/, optional: true, messages: { stringPattern: "phone must be digits, spaces, (), - and an optional leading +" } },
+				// null clears the phone (the profile shows `phone: null`); an absent field leaves it as it is.
+				phone: { type: "string", pattern: /^\+?[0-9 ()-]{6,20}$/, optional: true, nullable: true, messages: { stringPattern: "phone must be digits, spaces, (), - and an optional leading +" } },
 			},
-			async handler(this: Svc, ctx: Context<{ firstName?: string; lastName?: string; phone?: string }, Meta>) {
+			async handler(this: Svc, ctx: Context<{ firstName?: string; lastName?: string; phone?: string | null }, Meta>) {
 				const id = callerOf(ctx).id;
 				const { firstName, lastName, phone } = ctx.params;
 				const changes: Record<string, unknown> = { updated_at: new Date() };

@@ -14,6 +14,7 @@ import { NotFoundError, TooManyRequestsError, UnauthorizedError, retryAfterOf } 
 import { parseByteSize } from "../../lib/http-body";
 import { credentialLimiter, jsonBody, optionsGuard, queryGuard, routeMatchers, setSecurityHeaders } from "../../lib/http-edge";
 import { toErrorBody } from "../../lib/http-errors";
+import { publicReadiness } from "../../lib/public-readiness";
 import { drainMiddleware } from "../../lib/graceful";
 import { httpMetricsMiddleware } from "../../lib/metrics";
 import { locationFor } from "../../lib/api-contract";
@@ -110,6 +111,8 @@ const ApiService: ServiceSchema = {
 				aliases: { "GET /live": "api.live", "GET /ready": "api.ready" },
 				mappingPolicy: "restrict",
 				bodyParsers: false,
+				// Anonymous clients get the names of what is down or degraded, not the report's details (lib/public-readiness.ts).
+				onAfterCall: (_ctx: unknown, _route: unknown, req: Req, _res: unknown, data: any) => (req.$action?.name === "api.ready" ? publicReadiness(data) : data),
 			},
 		],
 		onError(this: any, req: Req, res: Res, err: any) {
