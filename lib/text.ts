@@ -13,7 +13,8 @@
  *   "Trojan Source", CVE-2021-42574, Unicode TR #36 §2.4), zero-width space U+200B, word joiner
  *   and invisible operators U+2060–U+2064, the deprecated format controls U+206A–U+206F, the BOM
  *   U+FEFF, soft hyphen U+00AD, Mongolian vowel separator U+180E and the interlinear annotation
- *   controls U+FFF9–U+FFFB: a name holding one is not what it looks like. Kept, because real text
+ *   controls U+FFF9–U+FFFB, and the Hangul fillers U+115F, U+1160, U+3164, U+FFA0 (letters that
+ *   show as nothing: a "blank" name): a name holding one is not what it looks like. Kept, because real text
  *   needs them: ZWNJ/ZWJ (U+200C/U+200D: Persian and Indic scripts, emoji sequences), the marks
  *   LRM/RLM/ALM (U+200E, U+200F, U+061C: right-to-left text) and tag characters (flag emoji).
  * - Keys that reach an object's prototype when assigned (`__proto__`, `constructor`): refused as
@@ -33,7 +34,7 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 const INVISIBLE = /[\p{Cf}\u2028\u2029\u00A0\u1680\u2000-\u200A\u202F\u205F\u3000]/u;
 
 /** Invisible formatting characters refused in any text (see above). */
-const FORMATTING = /[\u00AD\u180E\u200B\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]/;
+const FORMATTING = /[\u00AD\u180E\u200B\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\u115F\u1160\u3164\uFFA0]/;
 
 const codePoint = (c: string) => `U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
 
@@ -58,7 +59,7 @@ export function hasInvisible(s: string): boolean {
  * One line of text (names, slugs, addresses): no control characters at all, not even tab or line
  * breaks (U+2028/U+2029 included), no lone surrogates, no invisible formatting characters.
  */
-export const SINGLE_LINE = /^(?![\s\S]*[\u00AD\u180E\u200B\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB])[^\p{Cc}\p{Cs}\u2028\u2029]*$/u;
+export const SINGLE_LINE = /^(?![\s\S]*[\u00AD\u180E\u200B\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\u115F\u1160\u3164\uFFA0])[^\p{Cc}\p{Cs}\u2028\u2029]*$/u;
 
 /** The first character a text must not hold, as "U+0000", or undefined when it is clean (`multiline` allows tab and line breaks). */
 export function forbiddenCharacter(value: string, multiline = false): string | undefined {

@@ -84,6 +84,40 @@ export function inspectParams(params: unknown): ParamProblem[] {
 	return problems;
 }
 
+/**
+ * A number sent as text (query strings): decimal digits with an optional sign, fraction and
+ * exponent, as JSON writes numbers. fastest-validator's `convert` takes whatever `Number()` takes,
+ * so `0x10` became 16, `" 1"` 1 and an empty value 0 (`?maxPrice=` listed only free products).
+ */
+export const DECIMAL_TEXT = /^-?\d+(\.\d+)?([eE][+-]?\d+)?$/;
+
+/** Top-level fields of a schema whose rule is a number with `convert: true` (shorthand or object), and whether each is optional. */
+function convertedNumbers(schema: Record<string, unknown>, inner: { parseShortHand(s: string): Record<string, unknown> }): { field: string; optional: boolean }[] {
+	const out: { field: string; optional: boolean }[] = [];
+	for (const [field, rule] of Object.entries(schema)) {
+		if (field.startsWith("$$")) continue;
+		const r = typeof rule === "string" ? inner.parseShortHand(rule) : (rule as Record<string, unknown> | null);
+		if (r && !Array.isArray(r) && r.type === "number" && r.convert === true) out.push({ field, optional: r.optional === true });
+	}
+	return out;
+}
+
+/**
+ * Numbers sent as text that are not decimal numbers → the validator's `number` problem. An empty
+ * text in an optional one (`?minPrice=`, as API.md's own query templates show) means "not given"
+ * and is removed; in a required one it is left for the schema to refuse.
+ */
+function numberTexts(params: Record<string, unknown>, fields: { field: string; optional: boolean }[]): ParamProblem[] {
+	const problems: ParamProblem[] = [];
+	for (const { field, optional } of fields) {
+		const value = params[field];
+		if (typeof value !== "string") continue;
+		if (value === "" && optional) delete params[field];
+		else if (!DECIMAL_TEXT.test(value)) problems.push({ type: "number", field, message: `The '${field}' field must be a decimal number.` });
+	}
+	return problems;
+}
+
 /** The message of a null sent where the rule does not declare `nullable: true`. */
 export const NULL_MESSAGE = "The '{field}' field is required and cannot be null.";
 
@@ -110,8 +144,10 @@ export class StrictValidator extends Fastest {
 	compile(schema: Record<string, unknown>) {
 		const strict = schema.$$root || "$$strict" in schema ? schema : { $$strict: true, ...schema };
 		const check = super.compile(strict);
+		const converted = schema.$$root ? [] : convertedNumbers(schema, (this as any).validator);
 		const guarded = (params: unknown, opts?: unknown) => {
 			const problems = inspectParams(params);
+			if (!problems.length && converted.length) problems.push(...numberTexts(params as Record<string, unknown>, converted));
 			if (problems.length) return check.async ? Promise.resolve(problems) : problems;
 			return check(params, opts);
 		};

@@ -14,6 +14,7 @@ import { clampPaging } from "../../lib/paging";
 import type { DomainEvent } from "../../lib/events";
 import { ConflictError, ForbiddenError, NotFoundError } from "../../lib/errors";
 import { addRating, moderate } from "../../lib/reviews/moderation";
+import { singleLine } from "../../lib/text";
 
 const migrations: Migration[] = [
 	{
@@ -135,7 +136,7 @@ const ReviewsService: ServiceSchema<any, any, any, Svc> = {
 			params: {
 				id: "string|max:64",
 				rating: "number|integer|min:1|max:5",
-				title: "string|trim|min:1|max:120",
+				title: singleLine(1, 120),
 				body: "string|trim|min:1|max:5000",
 			},
 			async handler(this: Svc, ctx: Context<{ id: string; rating: number; title: string; body: string }, any>) {

@@ -9,6 +9,7 @@ import { ConflictError, NotFoundError } from "../../lib/errors";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
+import { singleLine } from "../../lib/text";
 
 const MAX_ADDRESSES = 20;
 
@@ -45,11 +46,12 @@ const migrations: Migration[] = [
 type Svc = Service & DbMethods & OutboxMethods & { [k: string]: any };
 
 export const ADDRESS_RULES = {
-	line1: "string|trim|min:1|max:200",
+	// One line each (lib/text.ts singleLine): a line break in an address or a name is a header or CSV row of its own downstream.
+	line1: singleLine(1, 200),
 	// null: no second line (how an address without one reads back).
-	line2: { type: "string", trim: true, max: 200, optional: true, nullable: true },
-	city: "string|trim|min:1|max:100",
-	postalCode: "string|trim|min:1|max:20",
+	line2: singleLine(0, 200, { optional: true, nullable: true }),
+	city: singleLine(1, 100),
+	postalCode: singleLine(1, 20),
 	country: { type: "string", pattern: /^[A-Z]{2}$/, messages: { stringPattern: "country must be an ISO 3166 alpha-2 code, e.g. US" } },
 };
 
@@ -110,8 +112,8 @@ const CustomersService: ServiceSchema<any, any, any, Svc> = {
 		updateMe: {
 			auth: "customer",
 			params: {
-				firstName: "string|trim|min:1|max:100|optional",
-				lastName: "string|trim|min:1|max:100|optional",
+				firstName: singleLine(1, 100, { optional: true }),
+				lastName: singleLine(1, 100, { optional: true }),
 				// null clears the phone (the profile shows `phone: null`); an absent field leaves it as it is.
 				phone: { type: "string", pattern: /^\+?[0-9 ()-]{6,20}$/, optional: true, nullable: true, messages: { stringPattern: "phone must be digits, spaces, (), - and an optional leading +" } },
 			},

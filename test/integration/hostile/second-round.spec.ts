@@ -7,6 +7,7 @@
  * - what an anonymous `GET /health/ready` tells (lib/public-readiness.ts);
  * - a `?category=` value that is one category's id and another's slug (lib/catalog/categories.ts).
  */
+import { connect } from "node:net";
 import { addReadinessCheck } from "../../../lib/readiness";
 import { ADDRESS, type Platform, adminLogin, checkout, errorShape, openBreakers, product, register, settledRowCounts, startPlatform } from "./support";
 
@@ -21,6 +22,26 @@ const NULL_REFUSED = (field: string) => ({ ...errorShape(422, "VALIDATION_ERROR"
 async function writtenRows(platform: Platform): Promise<Record<string, number>> {
 	const counts = await settledRowCounts(platform);
 	return Object.fromEntries(Object.entries(counts).filter(([table]) => !/^search\.|\.inbox_events$/.test(table)));
+}
+
+/** The status line and body of a request written byte for byte (duplicate headers cannot be sent through node:http). */
+function rawRequest(port: number, text: string): Promise<{ status: number; body: any }> {
+	return new Promise((resolve, reject) => {
+		const socket = connect(port, "127.0.0.1", () => socket.write(text));
+		let out = "";
+		socket.on("data", d => (out += d));
+		socket.on("end", () => {
+			const body = out.slice(out.indexOf("\r\n\r\n") + 4);
+			let parsed: any = body;
+			try {
+				parsed = JSON.parse(body);
+			} catch {
+				// not JSON
+			}
+			resolve({ status: Number(out.split(" ")[1]), body: parsed });
+		});
+		socket.on("error", reject);
+	});
 }
 
 async function until<T>(what: () => Promise<T>, ok: (v: T) => boolean, ms = 15_000): Promise<T> {
@@ -177,6 +198,87 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input, second round, o
 				r => r.body.items?.length > 0 && (r.body.total ?? 0) >= 1,
 			);
 			expect(search.body.items.map((p: any) => p.id)).toEqual([inReal.body.id]);
+		});
+	});
+	describe("one value, from one place", () => {
+		it("refuses a name given by two of path, query and body instead of letting one silently win", async () => {
+			const other = await product(send, admin, `OTHER-${db}`, 700, 10);
+			const before = (await send("GET", "/cart", { token: shopper.token })).body;
+			const viaQuery = await send("POST", `/cart/items?productId=${other.id}`, { token: shopper.token, body: { productId: P.id, quantity: 1 } });
+			expect([viaQuery.status, viaQuery.body.type, viaQuery.body.data]).toEqual([422, "VALIDATION_ERROR", [{ field: "productId", message: expect.stringContaining("more than once") }]]);
+			expect((await send("GET", "/cart", { token: shopper.token })).body).toEqual(before);
+			const bodyId = await send("PATCH", `/products/${P.id}`, { token: admin, body: { id: other.id, brand: "Renamed" } });
+			expect([bodyId.status, bodyId.body.data?.[0]?.field]).toEqual([422, "id"]);
+			expect((await send("GET", `/products/${P.id}`)).body.brand).toBe("Testbrand");
+			const pathAndQuery = await send("DELETE", `/cart/items/${P.id}?productId=${other.id}`, { token: shopper.token });
+			expect([pathAndQuery.status, pathAndQuery.body.data?.[0]?.field]).toEqual([422, "productId"]);
+		});
+
+		it("refuses a header that must come once sent twice, whichever comes first, with 400 DUPLICATE_HEADER", async () => {
+			const body = JSON.stringify({ productId: P.id, quantity: 1 });
+			const head = (lines: string[]) => `POST /api/v1/cart/items HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: ${body.length}\r\n${lines.join("\r\n")}\r\n\r\n${body}`;
+			const before = (await send("GET", "/cart", { token: shopper.token })).body;
+			for (const lines of [
+				["Content-Type: application/json", "Content-Type: text/plain", `Authorization: Bearer ${shopper.token}`],
+				["Content-Type: application/json", `Authorization: Bearer ${shopper.token}`, `Authorization: Bearer ${admin}`],
+				["Content-Type: application/json", `Authorization: Bearer ${shopper.token}`, "Idempotency-Key: a", "idempotency-key: b"],
+			]) {
+				const r = await rawRequest(platform.port, head(lines));
+				expect([r.status, r.body]).toEqual([400, errorShape(400, "DUPLICATE_HEADER")]);
+			}
+			expect((await send("GET", "/cart", { token: shopper.token })).body).toEqual(before);
+		});
+
+		it("refuses a query string that is not percent-encoded UTF-8 with 400, as a path already is", async () => {
+			const r = await send("GET", "/products?brand=%E0%A4%A");
+			expect([r.status, r.body]).toEqual([400, errorShape(400, "BAD_QUERY_ENCODING")]);
+			expect((await send("GET", "/search?q=%C0%AE")).status).toBe(400);
+		});
+
+		it("reads numbers in a query as decimal numbers only, and an empty one as not given", async () => {
+			for (const q of ["minPrice=0x10", "page=%201", "maxPrice=1_000", "pageSize=%2B5", "page=1e"]) {
+				const r = await send("GET", `/products?${q}`);
+				expect([q, r.status, r.body.data?.[0]?.message]).toEqual([q, 422, expect.stringMatching(/must be a decimal number/)]);
+			}
+			const all = await send("GET", "/products");
+			const blank = await send("GET", "/products?category=&minPrice=&maxPrice=&page=");
+			expect([blank.status, blank.body.total, blank.body.page]).toEqual([200, all.body.total, 1]);
+			expect((await send("GET", "/products?minPrice=1e3&maxPrice=25.0e2")).status).toBe(200);
+		});
+	});
+
+	describe("names are one line, emails do not pass for others", () => {
+		it("refuses line breaks and tabs in names and addresses with 422, and writes nothing", async () => {
+			const before = await writtenRows(platform);
+			const answers = await Promise.all([
+				send("PATCH", "/customers/me", { token: shopper.token, body: { firstName: "Evil\nBcc: victim@example.com" } }),
+				send("PATCH", "/customers/me", { token: shopper.token, body: { lastName: "a\tb" } }),
+				send("PATCH", "/customers/me", { token: shopper.token, body: { lastName: "a\u2028b" } }),
+				send("POST", "/customers/me/addresses", { token: shopper.token, body: { ...ADDRESS, line1: "1 Main St\r\n2 Other St" } }),
+				send("POST", "/admin/users", { token: admin, body: { email: `lines-${db.toLowerCase()}@example.com`, password: "password-1234", name: "Two\nLines", roles: ["support"] } }),
+				send("PATCH", `/products/${P.id}`, { token: admin, body: { name: "Kettle\nFREE" } }),
+			]);
+			expect(answers.map(a => [a.status, a.body.data?.[0]?.field])).toEqual([
+				[422, "firstName"],
+				[422, "lastName"],
+				[422, "lastName"],
+				[422, "line1"],
+				[422, "name"],
+				[422, "name"],
+			]);
+			expect(await writtenRows(platform)).toEqual(before);
+		});
+
+		it("refuses look-alike emails (mixed scripts, fullwidth letters, ligatures) with 422, and takes real international ones", async () => {
+			const base = `look-${db.toLowerCase()}`;
+			for (const email of [`${base.replace("o", "\u043e")}@example.com`, `\uff4c${base.slice(1)}@example.com`, `${base}\ufb01@example.com`, `${base}@\u0435xample.com`, `${base}@exa\u0430mple.com`]) {
+				const r = await send("POST", "/auth/register", { body: { email, password: "password-1234", firstName: "L", lastName: "A" } });
+				expect([email, r.status, r.body.data?.[0]?.field]).toEqual([email, 422, "email"]);
+			}
+			for (const email of [`zo\u00eb-${db.toLowerCase()}@example.com`, `\u5c71\u7530\u30bf\u30ed\u30a6-${db.length}@example.jp`, `\u0438\u0432\u0430\u043d-${db.length}@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444`]) {
+				const r = await send("POST", "/auth/register", { body: { email, password: "password-1234", firstName: "R", lastName: "E" } });
+				expect([email, r.status]).toEqual([email, 201]);
+			}
 		});
 	});
 });
