@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type TrustFunction, clientAddress } from "./client-address";
-import { TooManyRequestsError, UnprocessableError } from "./errors";
+import { BadRequestError, TooManyRequestsError, UnprocessableError } from "./errors";
 import { type BodyOptions, readJsonBody } from "./http-body";
 import { type FixedWindowLimiter, authBucket } from "./rate-limit";
 import { FORBIDDEN_KEYS } from "./text";
@@ -109,4 +109,86 @@ export function jsonBody(opts: BodyOptions): Middleware {
 			next,
 		);
 	};
+}
+
+/**
+ * Headers a request may carry once. Node keeps the first of two `Content-Type` or `Authorization`
+ * headers and joins two `Idempotency-Key`s into "a, b"; a proxy in front may pick the other one,
+ * so two of them are refused (400 DUPLICATE_HEADER) rather than one read as the client did not mean.
+ */
+export const SINGLE_HEADERS: ReadonlySet<string> = new Set(["authorization", "content-type", "content-encoding", "idempotency-key", "x-request-id", "host"]);
+
+/** The first header of SINGLE_HEADERS that `rawHeaders` (Node's name, value, name, value… list) holds twice, or undefined. */
+export function repeatedHeader(rawHeaders: readonly string[]): string | undefined {
+	const seen = new Set<string>();
+	for (let i = 0; i < rawHeaders.length; i += 2) {
+		const name = rawHeaders[i].toLowerCase();
+		if (!SINGLE_HEADERS.has(name)) continue;
+		if (seen.has(name)) return name;
+		seen.add(name);
+	}
+	return undefined;
+}
+
+/** The first query-string piece whose percent-encoding is not UTF-8 (`%E0%A4%A`, `%C0%AE`), or undefined. */
+export function malformedQueryPiece(query: string): string | undefined {
+	for (const piece of query.split(/[&=]/)) {
+		try {
+			decodeURIComponent(piece.replace(/\+/g, " "));
+		} catch {
+			return piece.slice(0, 100);
+		}
+	}
+	return undefined;
+}
+
+/**
+ * Refuses, before anything reads them: a header of SINGLE_HEADERS sent twice, and a query string
+ * whose percent-encoding does not decode (the query parser would keep `%E0%A4%A` as literal text
+ * and search for it; a path with one is already 400). Both 400 in API.md's shape.
+ */
+export function requestGuard(): Middleware {
+	return (req, _res, next) => {
+		const header = repeatedHeader(req.rawHeaders);
+		if (header) return next(new BadRequestError(`The ${header} header must be sent once`, "DUPLICATE_HEADER"));
+		const url = req.url ?? "";
+		const q = url.indexOf("?");
+		const piece = q < 0 ? undefined : malformedQueryPiece(url.slice(q + 1));
+		if (piece !== undefined) return next(new BadRequestError(`The query string is not valid percent-encoded UTF-8 (${piece})`, "BAD_QUERY_ENCODING"));
+		next();
+	};
+}
+
+/** The parameters of one request by where they came from. */
+export interface ParamSources {
+	path: readonly string[];
+	query: Record<string, unknown> | undefined;
+	body: unknown;
+}
+
+/**
+ * The gateway merges path, query and body into one params object, the path over the query over
+ * the body (moleculer-web): `POST /cart/items?productId=B` with `{"productId": "A"}` would add B,
+ * and `PATCH /products/A` with `{"id": "B"}` would ignore the body's id without a word. A name
+ * given by two sources is refused instead (422 VALIDATION_ERROR, the field named), so what is
+ * acted on is always what the client sent, once.
+ */
+export function paramConflicts(sources: ParamSources): string[] {
+	const body = sources.body && typeof sources.body === "object" && !Array.isArray(sources.body) ? Object.keys(sources.body) : [];
+	const query = Object.keys(sources.query ?? {});
+	const taken = new Set(sources.path);
+	const conflicts: string[] = [];
+	for (const name of [...query, ...body]) {
+		if (taken.has(name)) conflicts.push(name);
+		else taken.add(name);
+	}
+	return [...new Set(conflicts)];
+}
+
+/** Throws the 422 of `paramConflicts` when a name comes from two sources. */
+export function checkParamSources(sources: ParamSources): void {
+	const conflicts = paramConflicts(sources);
+	if (conflicts.length) {
+		throw new UnprocessableError(`Given twice (path, query or body): ${conflicts.join(", ")}`, "VALIDATION_ERROR", conflicts.map(field => ({ field, message: `${field} is given more than once (path, query or body)` })));
+	}
 }

@@ -5,7 +5,7 @@
  * can store nothing the API would refuse. Pure: the catalog service loads the rows it compares
  * with and writes the outcome.
  */
-import { forbiddenCharacter } from "../text";
+import { characterProblem } from "../text";
 import { type ProductInput, type ProductRecord, checkAttributes } from "./product";
 
 /** What an import row gives: only the fields whose column the file has; the category by slug. */
@@ -57,7 +57,7 @@ function canonical(value: unknown): string {
 	return JSON.stringify(value, (_k, v) => (v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v));
 }
 
-/** The first character no product text may hold (control characters, lone surrogates), with where it is. */
+/** The first character no product text may hold (control and invisible formatting characters, lone surrogates; lib/text.ts), with where it is. */
 export function textProblem(input: ProductInput): string | undefined {
 	const lines: [string, unknown][] = [
 		["sku", input.sku],
@@ -70,11 +70,11 @@ export function textProblem(input: ProductInput): string | undefined {
 		]) as [string, unknown][],
 	];
 	for (const [field, value] of lines) {
-		const bad = typeof value === "string" ? forbiddenCharacter(value) : undefined;
-		if (bad) return `${field} must not contain control characters (found ${bad})`;
+		const bad = typeof value === "string" ? characterProblem(value) : undefined;
+		if (bad) return `${field} ${bad}`;
 	}
-	const bad = forbiddenCharacter(input.description ?? "", true);
-	return bad ? `description must not contain control characters (found ${bad})` : undefined;
+	const bad = characterProblem(input.description ?? "", true);
+	return bad ? `description ${bad}` : undefined;
 }
 
 /**

@@ -52,6 +52,21 @@ export function parentProblem(id: string | undefined, parentId: string | null, c
 	return undefined;
 }
 
+/**
+ * The category a `?category=` filter names (API.md: GET /products?category=, GET /search?category=):
+ * an id or a slug. An id wins: a value that is one category's id and another's slug (a slug may
+ * look like an id; SLUG_PATTERN takes a UUID) always names the category with that id, whatever
+ * order the categories come in, so nobody can take over another category's filter with a slug.
+ */
+export function findCategory<T extends { id: string; slug: string }>(key: string, categories: Iterable<T>): T | undefined {
+	let bySlug: T | undefined;
+	for (const c of categories) {
+		if (c.id === key) return c;
+		if (bySlug === undefined && c.slug === key) bySlug = c;
+	}
+	return bySlug;
+}
+
 const iso = (d: Date | string | null) => new Date(d ?? 0).toISOString();
 
 /** What clients see of a category (API.md: `{ id, slug, name, parentId }`). */

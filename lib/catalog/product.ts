@@ -5,6 +5,7 @@
 import { UnprocessableError } from "../errors";
 import type { ProductSnapshot } from "../events";
 import { UNIT_PRICE_RULE } from "../money";
+import { singleLine } from "../text";
 
 /** A products row with its JSON columns already parsed. */
 export interface ProductRecord {
@@ -55,9 +56,9 @@ export const MAX_ATTRIBUTES = 30;
 
 /** The fields an admin sets (fastest-validator; the broker's validator refuses any other). */
 const productFields = {
-	name: "string|trim|min:1|max:200",
+	name: singleLine(1, 200),
 	description: "string|max:5000",
-	brand: "string|trim|min:1|max:80",
+	brand: singleLine(1, 80),
 	categoryId: "string|min:1|max:64",
 	price: { type: "object", strict: true, props: { amount: UNIT_PRICE_RULE, currency: { type: "equal", value: "USD" } } },
 	attributes: { type: "record", key: "string|min:1|max:40", value: [{ type: "string", max: 200 }, { type: "number", min: -1e12, max: 1e12 }, { type: "boolean" }] },

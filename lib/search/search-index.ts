@@ -26,7 +26,7 @@ export type SearchSort = "relevance" | "price" | "-price" | "name" | "-name" | "
 
 export interface SearchQuery {
 	q?: string;
-	/** A category id or slug, matched exactly unless `categoryIds` says what it covers. */
+	/** A category id or slug (an id wins), matched exactly unless `categoryIds` says what it covers. */
 	category?: string;
 	/** The ids the category filter covers (the category and its sub-categories), when the caller knows the tree. */
 	categoryIds?: ReadonlySet<string>;
@@ -165,8 +165,12 @@ export class ProductSearchIndex {
 			matches = [...this.docs.values()].map(doc => ({ doc, score: 0 }));
 		}
 
+		// Without the tree, the filter names a category by id or by slug; an id wins (lib/catalog/categories.ts findCategory).
+		const category = query.category;
+		const byId = category !== undefined && !query.categoryIds && [...this.docs.values()].some(d => d.categoryId === category);
+		const inCategory = (doc: SearchDoc) => (query.categoryIds ? query.categoryIds.has(doc.categoryId) : byId ? doc.categoryId === category : doc.categorySlug === category);
 		const passes = (doc: SearchDoc, except?: Dimension) =>
-			(except === "category" || !query.category || (query.categoryIds ? query.categoryIds.has(doc.categoryId) : doc.categoryId === query.category || doc.categorySlug === query.category)) &&
+			(except === "category" || !category || inCategory(doc)) &&
 			(except === "brand" || !query.brand || doc.brand.toLowerCase() === query.brand.toLowerCase()) &&
 			(except === "price" || query.minPrice === undefined || doc.priceAmount >= query.minPrice) &&
 			(except === "price" || query.maxPrice === undefined || doc.priceAmount <= query.maxPrice) &&

@@ -10,7 +10,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, Op, type Transaction, type WhereOptions } from "sequelize";
 import { config } from "../../config";
 import { isAdmin } from "../../lib/access";
-import { categorySnapshot } from "../../lib/catalog/categories";
+import { categorySnapshot, findCategory } from "../../lib/catalog/categories";
 import { DEMO_CATEGORIES, DEMO_PRODUCTS } from "../../lib/catalog/demo-data";
 import { type ProductInput, type ProductRecord, checkAttributes, createParams, newProductRecord, productChanges, productSnapshot, productView, updateParams } from "../../lib/catalog/product";
 import { PRODUCT_SORTS, type ProductSort, checkPriceRange, clampPaging, sortOrder, withDescendants } from "../../lib/catalog/query";
@@ -176,7 +176,8 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 				const where: Record<string | symbol, unknown> = { status: "active" };
 				if (category) {
 					const categories = await this.allCategories();
-					const root = categories.find((c: any) => c.id === category || c.slug === category);
+					// An id wins over a slug (lib/catalog/categories.ts).
+					const root = findCategory(category, categories as { id: string; slug: string }[]);
 					if (!root) return { items: [], total: 0, page, pageSize };
 					where.category_id = { [Op.in]: withDescendants(root.id, categories) };
 				}

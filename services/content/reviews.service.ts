@@ -15,6 +15,7 @@ import type { DomainEvent } from "../../lib/events";
 import { DEFAULT_CACHE_TTL_S } from "../../lib/cache";
 import { ConflictError, ForbiddenError, NotFoundError } from "../../lib/errors";
 import { addRating, moderate } from "../../lib/reviews/moderation";
+import { singleLine } from "../../lib/text";
 
 const migrations: Migration[] = [
 	{
@@ -136,7 +137,7 @@ const ReviewsService: ServiceSchema<any, any, any, Svc> = {
 			params: {
 				id: "string|max:64",
 				rating: "number|integer|min:1|max:5",
-				title: "string|trim|min:1|max:120",
+				title: singleLine(1, 120),
 				body: "string|trim|min:1|max:5000",
 			},
 			async handler(this: Svc, ctx: Context<{ id: string; rating: number; title: string; body: string }, any>) {

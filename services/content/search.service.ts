@@ -10,6 +10,7 @@ import { DataTypes, Op, type Transaction } from "sequelize";
 import { config } from "../../config";
 import { serviceAppears } from "../../lib/await-service";
 import { withDescendants } from "../../lib/catalog/query";
+import { findCategory } from "../../lib/catalog/categories";
 import type { CategorySnapshot, DomainEvent, ProductSnapshot } from "../../lib/events";
 import { clampPaging } from "../../lib/paging";
 import { ProductSearchIndex, type SearchDoc, type SearchSort } from "../../lib/search/search-index";
@@ -259,7 +260,8 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 		/** The ids a category filter covers (the category and its sub-categories), or undefined for a category this index does not know. */
 		categoryFilter(this: Svc, category: string): ReadonlySet<string> | undefined {
 			const all = [...this.categories.values()];
-			const root = this.categories.get(category) ?? all.find(c => c.slug === category);
+			// An id wins over a slug (lib/catalog/categories.ts), as on GET /products.
+			const root = findCategory(category, all);
 			return root ? new Set(withDescendants(root.id, all)) : undefined;
 		},
 

@@ -12,6 +12,7 @@ import { LOGIN_THROTTLE, type ThrottlePolicy, type ThrottleState, addressKey, ad
 import { hashRefreshToken, newRefreshToken } from "../../lib/identity/refresh-tokens";
 import { PASSWORD_RULE, hashPassword, verifyPassword } from "../../lib/passwords";
 import { SESSIONS_REVOKED_EVENT } from "../../lib/identity/revocations";
+import { singleLine } from "../../lib/text";
 import { signAccessToken } from "../../lib/tokens";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
@@ -139,8 +140,8 @@ const AuthService: ServiceSchema<any, any, any, Svc> = {
 			params: {
 				email: EMAIL_PARAM,
 				password: PASSWORD_RULE,
-				firstName: "string|trim|min:1|max:100",
-				lastName: "string|trim|min:1|max:100",
+				firstName: singleLine(1, 100),
+				lastName: singleLine(1, 100),
 			},
 			async handler(this: Svc, ctx: Context<{ email: string; password: string; firstName: string; lastName: string }, any>) {
 				const email = parseEmail(ctx.params.email);

@@ -10,6 +10,7 @@ import { ConflictError, NotFoundError } from "../../lib/errors";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
+import { singleLine } from "../../lib/text";
 
 const MAX_ADDRESSES = 20;
 
@@ -102,11 +103,12 @@ const CustomersService: ServiceSchema<any, any, any, Svc> = {
 		updateMe: {
 			auth: "customer",
 			params: {
-				firstName: "string|trim|min:1|max:100|optional",
-				lastName: "string|trim|min:1|max:100|optional",
-				phone: { type: "string", pattern: /^\+?[0-9 ()-]{6,20}$/, optional: true, messages: { stringPattern: "phone must be digits, spaces, (), - and an optional leading +" } },
+				firstName: singleLine(1, 100, { optional: true }),
+				lastName: singleLine(1, 100, { optional: true }),
+				// null clears the phone (the profile shows `phone: null`); an absent field leaves it as it is.
+				phone: { type: "string", pattern: /^\+?[0-9 ()-]{6,20}$/, optional: true, nullable: true, messages: { stringPattern: "phone must be digits, spaces, (), - and an optional leading +" } },
 			},
-			async handler(this: Svc, ctx: Context<{ firstName?: string; lastName?: string; phone?: string }, Meta>) {
+			async handler(this: Svc, ctx: Context<{ firstName?: string; lastName?: string; phone?: string | null }, Meta>) {
 				const id = callerOf(ctx).id;
 				const { firstName, lastName, phone } = ctx.params;
 				const changes: Record<string, unknown> = { updated_at: new Date() };

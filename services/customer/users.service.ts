@@ -13,6 +13,7 @@ import { EMAIL_PARAM, normaliseEmail, parseEmail } from "../../lib/identity/emai
 import { PASSWORD_RULE, hashPassword, verifyPassword } from "../../lib/passwords";
 import { AccessMixin } from "../../mixins/access.mixin";
 import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
+import { singleLine } from "../../lib/text";
 
 const migrations: Migration[] = [
 	{
@@ -70,7 +71,7 @@ const UsersService: ServiceSchema<any, any, any, Svc> = {
 			params: {
 				email: EMAIL_PARAM,
 				password: PASSWORD_RULE,
-				name: "string|trim|min:1|max:100",
+				name: singleLine(1, 100),
 				roles: { type: "array", items: { type: "enum", values: [...ADMIN_ROLES] }, min: 1, max: ADMIN_ROLES.length, unique: true },
 			},
 			async handler(this: Svc, ctx: Context<{ email: string; password: string; name: string; roles: string[] }, any>) {

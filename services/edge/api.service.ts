@@ -12,8 +12,9 @@ import { type AuthRule, checkAccess } from "../../lib/access";
 import { clientAddress, trustFunction } from "../../lib/client-address";
 import { NotFoundError, TooManyRequestsError, UnauthorizedError, retryAfterOf } from "../../lib/errors";
 import { parseByteSize } from "../../lib/http-body";
-import { credentialLimiter, jsonBody, optionsGuard, queryGuard, routeMatchers, setSecurityHeaders } from "../../lib/http-edge";
+import { checkParamSources, credentialLimiter, jsonBody, optionsGuard, queryGuard, requestGuard, routeMatchers, setSecurityHeaders } from "../../lib/http-edge";
 import { toErrorBody } from "../../lib/http-errors";
+import { publicReadiness } from "../../lib/public-readiness";
 import { drainMiddleware } from "../../lib/graceful";
 import { httpMetricsMiddleware } from "../../lib/metrics";
 import { locationFor } from "../../lib/api-contract";
@@ -84,9 +85,11 @@ const ApiService: ServiceSchema = {
 				authorization: true,
 				// Our own reader (lib/http-body.ts), after the credential limiter so that unreadable bodies count.
 				bodyParsers: false,
-				use: [queryGuard(), credentialLimiter((svc: any) => svc.authLimiter, trust, CREDENTIAL_MATCHERS), jsonBody({ limitBytes: parseByteSize(c.BODY_LIMIT), maxDepth: MAX_BODY_DEPTH })],
+				use: [requestGuard(), queryGuard(), credentialLimiter((svc: any) => svc.authLimiter, trust, CREDENTIAL_MATCHERS), jsonBody({ limitBytes: parseByteSize(c.BODY_LIMIT), maxDepth: MAX_BODY_DEPTH })],
 				callOptions: {},
 				onBeforeCall(this: any, ctx: Context<unknown, any>, _route: unknown, req: Req) {
+					// A name from two of path, query and body is refused, not silently overridden (lib/http-edge.ts).
+					checkParamSources({ path: ((req as any).$alias?.keys ?? []).map((k: { name: string }) => k.name), query: (req as any).query, body: req.body });
 					// The auth service throttles failed logins per account, apart for addresses it has seen sign in.
 					if (req.$action?.name === "auth.login" || req.$action?.name === "auth.register") ctx.meta.clientAddress = clientAddress(req, trust);
 					const key = req.headers["idempotency-key"];
@@ -111,6 +114,8 @@ const ApiService: ServiceSchema = {
 				aliases: { "GET /live": "api.live", "GET /ready": "api.ready" },
 				mappingPolicy: "restrict",
 				bodyParsers: false,
+				// Anonymous clients get the names of what is down or degraded, not the report's details (lib/public-readiness.ts).
+				onAfterCall: (_ctx: unknown, _route: unknown, req: Req, _res: unknown, data: any) => (req.$action?.name === "api.ready" ? publicReadiness(data) : data),
 			},
 		],
 		onError(this: any, req: Req, res: Res, err: any) {

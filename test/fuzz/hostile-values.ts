@@ -14,13 +14,15 @@ export interface BodyCase {
 	headers?: Record<string, string>;
 }
 
+/** Invisible formatting characters (lib/text.ts): bidi overrides and isolates, zero-width space, BOM. */
+const FORMATTING = ["\u202a", "\u202e", "\u2066", "\u2069", "\u200b", "\ufeff", "\u2060"];
 const CONTROL = ["\u0000", "\u0001", "\u0008", "\u000b", "\u000c", "\u001b", "\u001f", "\u007f", "\u0085", "\u009f"];
 const SURROGATES = ["\ud800", "\udbff", "\udc00", "\udfff"];
 
 const around = (inner: fc.Arbitrary<string>) => fc.tuple(fc.string({ maxLength: 6 }), inner, fc.string({ maxLength: 6 })).map(([a, c, b]) => a + c + b);
 
-/** Strings no field accepts: a control character or a lone surrogate somewhere in them. */
-export const hostileString = fc.oneof(around(fc.constantFrom(...CONTROL)), around(fc.constantFrom(...SURROGATES)));
+/** Strings no field accepts: a control character, a lone surrogate or an invisible formatting character somewhere in them. */
+export const hostileString = fc.oneof(around(fc.constantFrom(...CONTROL)), around(fc.constantFrom(...SURROGATES)), around(fc.constantFrom(...FORMATTING)));
 
 /** JSON number tokens (as text) beyond what any numeric field takes, or not numbers a JSON parser keeps. */
 export const hostileNumberToken = fc.oneof(
@@ -36,13 +38,17 @@ export const deepToken = fc.tuple(fc.integer({ min: 40, max: 400 }), fc.boolean(
 
 /** The value text to put where a field of this JSON-schema goes: hostile for that field whatever it is. */
 export function hostileTokenFor(schema: any): fc.Arbitrary<string> {
-	const type = schema?.type;
+	// A field that declares null (OpenAPI `anyOf: [T, {type: "null"}]`) is fuzzed as T; any other takes no null (lib/validator.ts).
+	const nullable = Array.isArray(schema?.anyOf) && schema.anyOf.some((s: any) => s?.type === "null");
+	const base = nullable ? schema.anyOf.find((s: any) => s?.type !== "null") : schema;
+	const nulls = nullable ? [] : [fc.constant("null")];
+	const type = base?.type;
 	const strings = hostileString.map(s => JSON.stringify(s));
-	if (type === "string") return fc.oneof(strings, strings, hostileNumberToken, wrongShapeToken, deepToken);
-	if (type === "integer" || type === "number") return fc.oneof(hostileNumberToken, hostileNumberToken, strings, wrongShapeToken, deepToken);
-	if (type === "boolean") return fc.oneof(strings, hostileNumberToken, fc.constantFrom("[]", "{}", '"true"', "0"));
-	if (type === "array") return fc.oneof(strings, hostileNumberToken, fc.constantFrom("{}", '"a"', "[null]", `[${'"x",'.repeat(600)}"x"]`), deepToken);
-	return fc.oneof(strings, hostileNumberToken, fc.constantFrom("[]", '"a"', "1", '{"__proto__":{"x":1}}', '{"constructor":{"prototype":{}}}'), deepToken);
+	if (type === "string") return fc.oneof(strings, strings, hostileNumberToken, wrongShapeToken, deepToken, ...nulls);
+	if (type === "integer" || type === "number") return fc.oneof(hostileNumberToken, hostileNumberToken, strings, wrongShapeToken, deepToken, ...nulls);
+	if (type === "boolean") return fc.oneof(strings, hostileNumberToken, fc.constantFrom("[]", "{}", '"true"', "0"), ...nulls);
+	if (type === "array") return fc.oneof(strings, hostileNumberToken, fc.constantFrom("{}", '"a"', "[null]", `[${'"x",'.repeat(600)}"x"]`), deepToken, ...nulls);
+	return fc.oneof(strings, hostileNumberToken, fc.constantFrom("[]", '"a"', "1", '{"__proto__":{"x":1}}', '{"constructor":{"prototype":{}}}'), deepToken, ...nulls);
 }
 
 /** Query-string values (already percent-encoded) no query parameter takes. */

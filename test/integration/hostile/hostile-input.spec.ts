@@ -59,9 +59,10 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input on %s", db => {
 		it("refuse lone surrogates (text a database cannot store as sent), and store exactly what is sent otherwise", async () => {
 			const bad = await send("PATCH", "/customers/me", { token: shopper.token, body: '{"firstName": "Lee\\ud800"}' });
 			expect([bad.status, bad.body.type, bad.body.data]).toEqual([422, "VALIDATION_ERROR", [{ field: "firstName", message: expect.stringMatching(/lone surrogates/) }]]);
-			const good = await send("PATCH", "/customers/me", { token: shopper.token, body: { firstName: "Lee\t\u00e9\u{1F600}" } });
+			// Names are one line (a tab is refused by their rule, lib/text.ts singleLine); accents and emoji come back as sent.
+			const good = await send("PATCH", "/customers/me", { token: shopper.token, body: { firstName: "Lee \u00e9\u{1F600}" } });
 			expect(good.status).toBe(200);
-			expect((await send("GET", "/customers/me", { token: shopper.token })).body.firstName).toBe("Lee\t\u00e9\u{1F600}");
+			expect((await send("GET", "/customers/me", { token: shopper.token })).body.firstName).toBe("Lee \u00e9\u{1F600}");
 		});
 	});
 
