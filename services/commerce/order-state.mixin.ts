@@ -108,6 +108,15 @@ export const OrderStateMixin = {
 				return this.applyOperatorRefund({ ...ctx.params, operator: true }, undefined, ctx);
 			},
 		},
+		/** The statuses of these orders, `{ [orderId]: status }` (unknown ids left out): what the payments reconciler compares with. */
+		statuses: {
+			params: { ids: { type: "array", items: "string|max:36", max: 1000 } },
+			async handler(this: Svc, ctx: Context<{ ids: string[] }>) {
+				if (!ctx.params.ids.length) return {};
+				const rows: any[] = await this.models.Order.findAll({ where: { id: ctx.params.ids }, attributes: ["id", "status"], raw: true });
+				return Object.fromEntries(rows.map(r => [r.id, r.status]));
+			},
+		},
 	},
 
 	methods: {

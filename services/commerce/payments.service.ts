@@ -17,6 +17,7 @@ import { clampPaging } from "../../lib/catalog/query";
 import type { Part, Runner } from "../../lib/db/sql";
 import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
 import { tellOrder } from "../../lib/payments/reconcile";
+import { PaymentsReconcilerMixin, reconcilerMigrations } from "./payments-reconciler.mixin";
 import type { PaymentEventData } from "../../lib/events";
 import { faultPoint } from "../../lib/faults";
 import { recordPaymentDecline, recordRefund } from "../../lib/metrics";
@@ -77,6 +78,7 @@ const migrations: Migration[] = [
 			await qi.dropTable("payment_operations");
 		},
 	},
+	...reconcilerMigrations,
 ];
 
 type Svc = Service & DbMethods & OutboxMethods & IdempotencyMethods & { provider: PaymentProvider; [k: string]: any };
@@ -144,6 +146,7 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 		IdempotencyMixin,
 		OutboxMixin,
 		AccessMixin,
+		PaymentsReconcilerMixin,
 	],
 
 	settings: { slowTokenMs: 2000 },
