@@ -280,7 +280,8 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 					ctx.call("fulfillment.byOrder", { orderId: o.id }, { timeout: 1000, retries: 0 }).catch(() => null) as Promise<any[] | null>,
 				]);
 				const latest = payments?.[payments.length - 1];
-				return publicOrder(o, { payment: latest ? { status: latest.status } : payments ? { status: "NONE" } : null, fulfillments: fulfillments ?? [] });
+				// A part whose service cannot answer is left out (never null): the order is still served.
+				return publicOrder(o, { payment: latest ? { status: latest.status } : payments ? { status: "NONE" } : undefined, fulfillments: fulfillments ?? undefined });
 			},
 		},
 
