@@ -139,13 +139,12 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 
 	subscriptions: {
 		/**
-		 * The ordered lines leave the cart once the order is confirmed (lib/cart/confirmation.ts): those
-		 * of its products put in no later than the confirmation, so a late or repeated event never
-		 * takes away what the customer added since.
+		 * The cart empties once the customer's order is confirmed (lib/cart/confirmation.ts): of the
+		 * lines put in no later than the confirmation, so a late or repeated event never takes away
+		 * what the customer added since.
 		 */
 		async "orders.order.confirmed"(this: Svc, e: DomainEvent<"orders.order.confirmed">, t: Transaction) {
-			const productIds = [...new Set(e.items.map(i => i.productId))];
-			await this.models.Item.destroy({ where: { customer_id: e.customerId, product_id: productIds, added_at: { [Op.lte]: new Date(e.occurredAt) } }, transaction: t });
+			await this.models.Item.destroy({ where: { customer_id: e.customerId, added_at: { [Op.lte]: new Date(e.occurredAt) } }, transaction: t });
 		},
 	},
 
