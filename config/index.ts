@@ -85,6 +85,11 @@ const schema = z.object({
 	// A STUCK saga is taken over again after this pause, doubled at each attempt up to the maximum.
 	SAGA_STUCK_RETRY_BASE_MS: int(100, 3_600_000).default(10_000),
 	SAGA_STUCK_RETRY_MAX_MS: int(100, 86_400_000).default(900_000),
+	// The payments reconciler (issue 8): a pass every PAYMENTS_RECONCILE_MS (0: never, only on demand),
+	// over payments changed in the last PAYMENTS_RECONCILE_WINDOW_HOURS and untouched for PAYMENTS_RECONCILE_GRACE_MS.
+	PAYMENTS_RECONCILE_MS: int(0, 86_400_000).default(60_000),
+	PAYMENTS_RECONCILE_GRACE_MS: int(0, 86_400_000).default(60_000),
+	PAYMENTS_RECONCILE_WINDOW_HOURS: int(1, 24 * 365).default(72),
 	TEST_FAULTS: z.string().default(""),
 	TEST_FAULTS_FILE: z.string().optional(),
 

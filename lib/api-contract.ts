@@ -75,7 +75,8 @@ export const SCHEMAS: Record<string, Schema> = {
 			tax: ref("Money"),
 			total: ref("Money"),
 			shippingAddress: ref("Address"),
-			payment: nullable({ type: "object", properties: { status: str } }),
+			// Filled by GET /orders/:id; left out of summary views (lists, checkout answers) and when its service cannot answer — never null.
+			payment: { type: "object", properties: { status: str } },
 			fulfillments: { type: "array", items: { type: "object", properties: { id: str, status: str, trackingNumber: nullable(str) } } },
 			history: { type: "array", items: { type: "object", properties: { status: str, at: ts } } },
 			refunds: { type: "array", items: { type: "object", properties: { amount: ref("Money"), at: ts } } },

@@ -60,6 +60,8 @@ export interface OrderEventData {
 	items: { productId: string; sku: string; quantity: number }[];
 	total: Money;
 	failureReason?: string | null;
+	/** The order's version after this change (bumped by every status change): consumers keep the newest. */
+	version?: number;
 }
 
 export interface PaymentEventData {
@@ -67,6 +69,12 @@ export interface PaymentEventData {
 	orderId: string;
 	amount: Money;
 	status: string;
+	/** Refunds: this refund's id, cents refunded by it, and whether nothing captured is left. */
+	refundId?: string;
+	refundAmount?: number;
+	fullyRefunded?: boolean;
+	/** An operator's refund (POST /admin/payments/:id/refund), which the order records or acts on; a saga's refund is not. */
+	operator?: boolean;
 }
 
 export interface FulfillmentEventData {
@@ -76,6 +84,8 @@ export interface FulfillmentEventData {
 	trackingNumber?: string | null;
 	/** True when every live fulfillment of the order has reached this state. */
 	orderComplete: boolean;
+	/** The fulfillment's status after the change (a delivery implies the shipment). */
+	status?: string;
 }
 
 export interface EventPayloads {

@@ -62,6 +62,12 @@ export const businessMetrics = {
 	refundedCents: counter("refunded_amount_cents_total", "Money refunded, in cents (minor units), by currency", ["currency"]),
 };
 
+/** The payments reconciler (services/commerce/payments-reconciler.mixin.ts): repairs made and repairs that failed, by action. */
+export const reconcilerMetrics = {
+	repairs: counter("payment_reconciler_repairs_total", "Payments repaired by the reconciler, by action (void, refund, cancel-order)", ["action"]),
+	failures: counter("payment_reconciler_failures_total", "Payment repairs that failed (tried again at the next pass), by action", ["action"]),
+};
+
 /** A decline by the payment provider (payments.authorize); `reason` is the error type (PAYMENT_DECLINED, INSUFFICIENT_FUNDS). */
 export function recordPaymentDecline(reason: string): void {
 	businessMetrics.paymentDeclines.inc({ reason });

@@ -16,3 +16,13 @@ export function newTrackingNumber(random: (n: number) => Uint8Array = randomByte
 export function isTrackingNumber(s: string): boolean {
 	return PATTERN.test(s.toUpperCase());
 }
+
+/**
+ * What `fulfillment.fulfillment.delivered` does to the parcel's shipment (issue 8): none yet → retry
+ * later (its creation is not visible yet; never acknowledged as a no-op); not delivered → DELIVERED
+ * with one tracking event; already delivered → nothing (a repeat).
+ */
+export function deliveryDecision(shipment: { status: string } | null | undefined): "retry" | "deliver" | "noop" {
+	if (!shipment) return "retry";
+	return shipment.status === "DELIVERED" ? "noop" : "deliver";
+}

@@ -138,11 +138,15 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 	},
 
 	subscriptions: {
-		/** The customer's cart empties once their order is confirmed (a redelivery finds it empty already). */
+		/**
+		 * The cart empties once the customer's order is confirmed (lib/cart/confirmation.ts): of the
+		 * lines put in no later than the confirmation, so a late or repeated event never takes away
+		 * what the customer added since.
+		 */
 		async "orders.order.confirmed"(this: Svc, e: DomainEvent<"orders.order.confirmed">, t: Transaction) {
 			// Plain SQL on the handler's transaction: this runs once per checkout (lib/db/sql.ts).
 			const p = this.sql.params();
-			await this.sql.on(t).query(`DELETE FROM cart_items WHERE customer_id = ${p.text(e.customerId)}`, p.values);
+			await this.sql.on(t).query(`DELETE FROM cart_items WHERE customer_id = ${p.text(e.customerId)} AND added_at <= ${p.ts(new Date(e.occurredAt))}`, p.values);
 		},
 	},
 

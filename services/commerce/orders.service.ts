@@ -31,6 +31,7 @@ import { type Command, IdempotencyMixin, type IdempotencyMethods, idempotencyMig
 import { type OutboxEvent, OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
 import { type SagaDefinition, SagaMixin, type Settlement, sagaMigrations } from "../../mixins/saga.mixin";
 import { ADDRESS_RULES } from "../../lib/address";
+import { OrderStateMixin, orderStateColumns, orderStateMigrations, orderStateView } from "./order-state.mixin";
 
 const migrations: Migration[] = [
 	{
@@ -84,6 +85,7 @@ const migrations: Migration[] = [
 			await qi.sequelize.query("ALTER TABLE orders DROP COLUMN idempotency_key");
 		},
 	},
+	...orderStateMigrations,
 ];
 
 /** How long a node prices checkouts from the shipping origins it last asked for. */
@@ -157,8 +159,6 @@ interface FollowedCheckout {
 }
 type Started = { started: StartedCheckout };
 
-const STATUS_EVENTS: Record<string, EventName> = { SHIPPED: "orders.order.shipped", DELIVERED: "orders.order.delivered" };
-
 function publicOrder(o: any, extra: { payment?: unknown; fulfillments?: unknown } = {}) {
 	return {
 		id: o.id,
@@ -172,9 +172,11 @@ function publicOrder(o: any, extra: { payment?: unknown; fulfillments?: unknown 
 		total: { amount: o.total, currency: o.currency },
 		shippingAddress: jsonColumn(o.shipping_address, {}),
 		shippingMethod: o.shipping_method,
-		payment: extra.payment ?? null,
-		fulfillments: extra.fulfillments ?? [],
+		// Filled by GET /orders/:id; left out of summary views (lists, checkout answers), never null (issue 8).
+		...(extra.payment !== undefined ? { payment: extra.payment } : {}),
+		...(extra.fulfillments !== undefined ? { fulfillments: extra.fulfillments } : {}),
 		history: jsonColumn(o.history, []),
+		...orderStateView(o),
 		createdAt: new Date(o.created_at).toISOString(),
 	};
 }
@@ -203,6 +205,7 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 						shipping_address: DataTypes.JSON,
 						shipping_method: DataTypes.STRING(20),
 						history: DataTypes.JSON,
+						...orderStateColumns,
 						created_at: DataTypes.DATE(3),
 						updated_at: DataTypes.DATE(3),
 					},
@@ -215,6 +218,7 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 		OutboxMixin,
 		ConsumerMixin,
 		AccessMixin,
+		OrderStateMixin,
 	],
 
 	actions: {
@@ -276,7 +280,8 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 					ctx.call("fulfillment.byOrder", { orderId: o.id }, { timeout: 1000, retries: 0 }).catch(() => null) as Promise<any[] | null>,
 				]);
 				const latest = payments?.[payments.length - 1];
-				return publicOrder(o, { payment: latest ? { status: latest.status } : payments ? { status: "NONE" } : null, fulfillments: fulfillments ?? [] });
+				// A part whose service cannot answer is left out (never null): the order is still served.
+				return publicOrder(o, { payment: latest ? { status: latest.status } : payments ? { status: "NONE" } : undefined, fulfillments: fulfillments ?? undefined });
 			},
 		},
 
@@ -289,25 +294,7 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 				const o = await this.ownOrder(ctx, ctx.params.id);
 				if (o.status === "CANCELLED") return publicOrder(o);
 				if (o.status !== "CONFIRMED") throw new ConflictError(`An order that is ${o.status} cannot be cancelled`, "NOT_CANCELLABLE");
-				// Shipped parcels cannot be called back: the fulfillment service decides, before anything is undone.
-				await ctx.call("fulfillment.cancel", { orderId: o.id, idempotencyKey: `${o.id}:cancel:fulfillment` });
-				const sagaId = randomUUID();
-				const data: CancelData = { orderId: o.id, customerId: o.customer_id, total: { amount: o.total, currency: o.currency }, items: this.eventData(o).items };
-				// One cancellation per order: the order id is the key.
-				const started = await this.command<{ sagaId: string; fresh?: boolean }>(
-					{ scope: "cancel", name: "order.cancel", key: o.id, request: {} },
-					async (p: Params) => ({ parts: [this.sagaPart(p, "cancel", sagaId, data)], outcome: { pending: { sagaId } }, result: { sagaId, fresh: true } }),
-					{ pending: async (ref: any) => ({ sagaId: ref.sagaId }) },
-				);
-				const wait = 2 * config().CHECKOUT_WAIT_MS;
-				if (started.fresh) {
-					const settled = this.waitForSaga(sagaId, wait);
-					this.startSaga("cancel", sagaId, data).catch((err: Error) => this.logger.error("Cancellation interrupted; recovery will resume it", { orderId: o.id, sagaId, err: err.message }));
-					await settled;
-				} else if (!(await this.followSaga(started.sagaId, wait))) {
-					throw new ConflictError("The order is being cancelled", "CANCELLATION_IN_PROGRESS");
-				}
-				return publicOrder(await this.models.Order.findByPk(o.id, { raw: true }));
+				return publicOrder(await this.cancelConfirmed(ctx, o, true));
 			},
 		},
 
@@ -330,28 +317,18 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 				return { order: { ...(order as object), customerId: o.customer_id }, sagas };
 			},
 		},
-
-		markShipped: {
-			params: { orderId: "string|max:36" },
-			handler(this: Svc, ctx: Context<{ orderId: string }>) {
-				return this.advance(ctx.params.orderId, "CONFIRMED", "SHIPPED");
-			},
-		},
-
-		markDelivered: {
-			params: { orderId: "string|max:36" },
-			handler(this: Svc, ctx: Context<{ orderId: string }>) {
-				return this.advance(ctx.params.orderId, "SHIPPED", "DELIVERED");
-			},
-		},
 	},
 
+	/** Thin: the convergent rules are lib/orders/transitions.ts, applied by OrderStateMixin. */
 	subscriptions: {
-		async "fulfillment.fulfillment.shipped"(this: Svc, e: DomainEvent<"fulfillment.fulfillment.shipped">, t: Transaction) {
-			await this.advance(e.orderId, "CONFIRMED", "SHIPPED", t);
+		"fulfillment.fulfillment.shipped"(this: Svc, e: DomainEvent<"fulfillment.fulfillment.shipped">, t: Transaction) {
+			return this.applyFulfillmentFact(e.orderId, { kind: "shipped" }, t);
 		},
-		async "fulfillment.fulfillment.delivered"(this: Svc, e: DomainEvent<"fulfillment.fulfillment.delivered">, t: Transaction) {
-			if (e.orderComplete) await this.advance(e.orderId, "SHIPPED", "DELIVERED", t);
+		"fulfillment.fulfillment.delivered"(this: Svc, e: DomainEvent<"fulfillment.fulfillment.delivered">, t: Transaction) {
+			return this.applyFulfillmentFact(e.orderId, { kind: "delivered", orderComplete: e.orderComplete }, t);
+		},
+		"payments.payment.refunded"(this: Svc, e: DomainEvent<"payments.payment.refunded">, t: Transaction) {
+			return this.applyOperatorRefund(e, t);
 		},
 	},
 
@@ -526,9 +503,38 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 			const history = this.sql.dialect === "postgres" ? `CAST(CAST(history AS jsonb) || CAST(${p.json(entry)} AS jsonb) AS json)` : `json_insert(history, '$[#]', json(${p.text(JSON.stringify(entry[0]))}))`;
 			const data: OrderEventData = { orderId: d.orderId, customerId: d.customerId, status, items: d.items, total: d.total, failureReason: reason };
 			return [
-				{ name: "ord_final", sql: `UPDATE orders SET status = ${p.text(status)}, failure_reason = ${p.text(reason)}, history = ${history}, updated_at = ${p.ts(s.now)} WHERE id = ${p.text(d.orderId)} AND status = ${p.text(from)} AND {guard} RETURNING id`, requires: s.requires },
+				{ name: "ord_final", sql: `UPDATE orders SET status = ${p.text(status)}, failure_reason = ${p.text(reason)}, history = ${history}, version = version + 1, updated_at = ${p.ts(s.now)} WHERE id = ${p.text(d.orderId)} AND status = ${p.text(from)} AND {guard} RETURNING id`, requires: s.requires },
 				this.outboxPart(p, "outbox_order", [[event, data] as OutboxEvent], ["ord_final"]),
 			];
+		},
+
+		/**
+		 * Cancels a CONFIRMED order (customer's cancel, or a full refund before shipment): fulfillment
+		 * refuses first once a parcel shipped (409 NOT_CANCELLABLE); then the cancellation saga voids or
+		 * refunds what is left and releases the stock. `wait`: for the saga to settle (409
+		 * CANCELLATION_IN_PROGRESS when another node drives it). Answers the order row as it is after.
+		 */
+		async cancelConfirmed(this: Svc, ctx: Context | null, o: any, wait: boolean) {
+			const call = (action: string, params: Record<string, unknown>) => (ctx ? ctx.call(action, params) : this.broker.call(action, params));
+			// Shipped parcels cannot be called back: the fulfillment service decides, before anything is undone.
+			await call("fulfillment.cancel", { orderId: o.id, idempotencyKey: `${o.id}:cancel:fulfillment` });
+			const sagaId = randomUUID();
+			const data: CancelData = { orderId: o.id, customerId: o.customer_id, total: { amount: o.total, currency: o.currency }, items: this.eventData(o).items };
+			// One cancellation per order: the order id is the key.
+			const started = await this.command<{ sagaId: string; fresh?: boolean }>(
+				{ scope: "cancel", name: "order.cancel", key: o.id, request: {} },
+				async (p: Params) => ({ parts: [this.sagaPart(p, "cancel", sagaId, data)], outcome: { pending: { sagaId } }, result: { sagaId, fresh: true } }),
+				{ pending: async (ref: any) => ({ sagaId: ref.sagaId }) },
+			);
+			const waitMs = 2 * config().CHECKOUT_WAIT_MS;
+			if (started.fresh) {
+				const settled = wait ? this.waitForSaga(sagaId, waitMs) : undefined;
+				this.startSaga("cancel", sagaId, data).catch((err: Error) => this.logger.error("Cancellation interrupted; recovery will resume it", { orderId: o.id, sagaId, err: err.message }));
+				await settled;
+			} else if (wait && !(await this.followSaga(started.sagaId, waitMs))) {
+				throw new ConflictError("The order is being cancelled", "CANCELLATION_IN_PROGRESS");
+			}
+			return this.models.Order.findByPk(o.id, { raw: true });
 		},
 
 		async ownOrder(this: Svc, ctx: Context<unknown, Meta>, id: string) {
@@ -540,26 +546,7 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 		},
 
 		eventData(o: any): OrderEventData {
-			return { orderId: o.id, customerId: o.customer_id, status: o.status, items: jsonColumn<any[]>(o.items, []).map(i => ({ productId: i.productId, sku: i.sku, quantity: i.quantity })), total: { amount: o.total, currency: o.currency }, failureReason: o.failure_reason ?? null };
-		},
-
-		/** Moves an order to a status, appends history and records the event, in one transaction. */
-		async setStatus(this: Svc, orderId: string, status: string, reason: string | null, event: EventName, from?: string, outer?: Transaction) {
-			const work = async (t: Transaction) => {
-				const o: any = await this.models.Order.findByPk(orderId, { transaction: t, raw: true });
-				if (!o || (from && o.status !== from) || o.status === status) return false;
-				const history = [...jsonColumn<any[]>(o.history, []), { status, at: new Date().toISOString() }];
-				const [n] = await this.models.Order.update({ status, failure_reason: reason, history, updated_at: new Date() }, { where: { id: orderId, status: o.status }, transaction: t });
-				if (!n) return false;
-				await this.recordEvent(t, event as any, this.eventData({ ...o, status, failure_reason: reason }) as any);
-				return true;
-			};
-			return outer ? work(outer) : this.transaction(work);
-		},
-
-		async advance(this: Svc, orderId: string, from: string, to: string, t?: Transaction) {
-			await this.setStatus(orderId, to, null, STATUS_EVENTS[to], from, t);
-			return { orderId, status: to };
+			return { orderId: o.id, customerId: o.customer_id, status: o.status, items: jsonColumn<any[]>(o.items, []).map(i => ({ productId: i.productId, sku: i.sku, quantity: i.quantity })), total: { amount: o.total, currency: o.currency }, failureReason: o.failure_reason ?? null, version: Number(o.version ?? 0) };
 		},
 	},
 };

@@ -15,7 +15,9 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes } from "sequelize";
 import { clampPaging } from "../../lib/catalog/query";
 import type { Part, Runner } from "../../lib/db/sql";
-import { ConflictError, NotFoundError } from "../../lib/errors";
+import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
+import { tellOrder } from "../../lib/payments/reconcile";
+import { PaymentsReconcilerMixin, reconcilerMigrations } from "./payments-reconciler.mixin";
 import type { PaymentEventData } from "../../lib/events";
 import { faultPoint } from "../../lib/faults";
 import { recordPaymentDecline, recordRefund } from "../../lib/metrics";
@@ -76,6 +78,7 @@ const migrations: Migration[] = [
 			await qi.dropTable("payment_operations");
 		},
 	},
+	...reconcilerMigrations,
 ];
 
 type Svc = Service & DbMethods & OutboxMethods & IdempotencyMethods & { provider: PaymentProvider; [k: string]: any };
@@ -106,7 +109,7 @@ interface RefundAnswer {
 }
 
 function publicPayment(p: any) {
-	return { id: p.id, orderId: p.order_id, status: p.status as PaymentStatus, amount: { amount: p.amount, currency: p.currency }, captured: p.captured, refunded: p.refunded, brand: p.brand ?? null, createdAt: new Date(p.created_at).toISOString() };
+	return { id: p.id, orderId: p.order_id, status: p.status as PaymentStatus, amount: { amount: Number(p.amount), currency: p.currency }, captured: { amount: Number(p.captured), currency: p.currency }, refunded: { amount: Number(p.refunded), currency: p.currency }, brand: p.brand ?? null, createdAt: new Date(p.created_at).toISOString() };
 }
 
 function eventData(row: Pick<PaymentRow, "id" | "order_id" | "amount" | "currency" | "status">): PaymentEventData {
@@ -143,6 +146,7 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 		IdempotencyMixin,
 		OutboxMixin,
 		AccessMixin,
+		PaymentsReconcilerMixin,
 	],
 
 	settings: { slowTokenMs: 2000 },
@@ -327,7 +331,10 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 			auth: "admin",
 			roles: ["support"],
 			params: { id: "string|min:1|max:36", amount: `${ORDER_AMOUNT_RULE}|optional` },
-			async handler(this: Svc, ctx: Context<{ id: string; amount?: number }>) {
+			async handler(this: Svc, ctx: Context<{ id: string; amount?: number | null }>) {
+				// API.md: only an absent amount means "the rest"; null is refused like 0 or a negative amount.
+				if (ctx.params.amount === null) throw new UnprocessableError("amount must be a positive number of cents, or absent for the rest", "VALIDATION_ERROR", [{ field: "amount", message: "must not be null" }]);
+				const refundId = randomUUID();
 				const send = await this.sql.transaction(async (r: Runner) => {
 					const [row] = await r.query<PaymentRow>(
 						`SELECT id, order_id, status, amount, currency, captured, refunded, provider_ref FROM payments WHERE id = $1${r.dialect === "postgres" ? " FOR UPDATE" : ""}`,
@@ -335,13 +342,16 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 					);
 					if (!row) throw new NotFoundError("Payment", "PAYMENT_NOT_FOUND");
 					assertMove("refund", row.status);
-					const a = refundAmount(Number(row.captured), Number(row.refunded), ctx.params.amount);
-					const rows = await this.applyRefund(r, row, a);
+					const a = refundAmount(Number(row.captured), Number(row.refunded), ctx.params.amount ?? undefined);
+					const rows = await this.applyRefund(r, row, a, { refundId, operator: true });
 					r.transaction!.afterCommit(() => this.outboxWritten(rows));
 					return { paymentId: row.id, reference: row.provider_ref!, amount: a, currency: row.currency };
 				});
 				await this.providerRefund(send, freshProviderKey(`admin-refund:${send.paymentId}`));
-				return publicPayment(await this.models.Payment.findByPk(send.paymentId, { raw: true }));
+				const after: any = await this.models.Payment.findByPk(send.paymentId, { raw: true });
+				// The order follows before the operator gets the answer (cancelled, or the refund recorded); its event converges it too.
+				await tellOrder(ctx, this.logger, { orderId: after.order_id, refundId, refundAmount: send.amount, fullyRefunded: after.status === "REFUNDED", occurredAt: new Date().toISOString() });
+				return publicPayment(after);
 			},
 		},
 	},
@@ -351,7 +361,7 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 		 * Adds `amount` to the refunded sum and records the event, in one write; the database
 		 * refuses a refund beyond the capture whatever runs concurrently (409 REFUND_EXCEEDS_CAPTURE).
 		 */
-		async applyRefund(this: Svc, r: Runner, pay: PaymentRow, amount: number): Promise<Record<string, any[]>> {
+		async applyRefund(this: Svc, r: Runner, pay: PaymentRow, amount: number, operator?: { refundId: string; operator: true }): Promise<Record<string, any[]>> {
 			const p = this.sql.params();
 			const a = p.int(amount);
 			const status = statusAfterRefund(Number(pay.captured), Number(pay.refunded) + amount);
@@ -361,7 +371,7 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 					sql: `UPDATE payments SET refunded = refunded + ${a}, status = CASE WHEN refunded + ${a} >= captured THEN 'REFUNDED' ELSE 'PARTIALLY_REFUNDED' END, updated_at = ${p.ts(new Date())}
 					      WHERE id = ${p.text(pay.id)} AND status IN (${movableFrom("refund").map(s => p.text(s)).join(", ")}) AND captured - refunded >= ${a} RETURNING id`,
 				},
-				this.outboxPart(p, "outbox", [["payments.payment.refunded", { ...eventData({ ...pay, status }), amount: { amount, currency: pay.currency } }]], ["rf"]),
+				this.outboxPart(p, "outbox", [["payments.payment.refunded", { ...eventData({ ...pay, status }), amount: { amount, currency: pay.currency }, refundAmount: amount, fullyRefunded: status === "REFUNDED", ...operator }]], ["rf"]),
 			];
 			const rows = await r.write(parts, p);
 			if (!rows.rf.length) throw new ConflictError(`Refund of ${amount} exceeds what is left to refund`, "REFUND_EXCEEDS_CAPTURE");

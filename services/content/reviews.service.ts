@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { DataTypes, type Transaction } from "sequelize";
+import { DataTypes, Op, type Transaction } from "sequelize";
 import { AccessMixin, callerOf } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
 import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
@@ -14,6 +14,7 @@ import { clampPaging } from "../../lib/paging";
 import type { DomainEvent } from "../../lib/events";
 import { DEFAULT_CACHE_TTL_S } from "../../lib/cache";
 import { ConflictError, ForbiddenError, NotFoundError } from "../../lib/errors";
+import { creditedOrder, eligibilitiesOf } from "../../lib/reviews/eligibility";
 import { addRating, moderate } from "../../lib/reviews/moderation";
 import { singleLine } from "../../lib/text";
 
@@ -212,12 +213,17 @@ const ReviewsService: ServiceSchema<any, any, any, Svc> = {
 	subscriptions: {
 		/** A delivered order makes its customer eligible to review each of its products. */
 		async "orders.order.delivered"(this: Svc, e: DomainEvent<"orders.order.delivered">, t: Transaction) {
-			for (const item of e.items) {
-				await this.models.Eligibility.findOrCreate({
-					where: { customer_id: e.customerId, product_id: item.productId },
-					defaults: { customer_id: e.customerId, product_id: item.productId, order_id: e.orderId },
+			// Converges (lib/reviews/eligibility.ts): one row per product, credited to the smallest order id whatever arrives first.
+			for (const el of eligibilitiesOf(e)) {
+				const [row, created] = await this.models.Eligibility.findOrCreate({
+					where: { customer_id: el.customerId, product_id: el.productId },
+					defaults: { customer_id: el.customerId, product_id: el.productId, order_id: el.orderId },
 					transaction: t,
 				});
+				const held = (row as any).get?.("order_id") ?? (row as any).order_id;
+				if (!created && creditedOrder(held, el.orderId) !== held) {
+					await this.models.Eligibility.update({ order_id: el.orderId }, { where: { customer_id: el.customerId, product_id: el.productId, order_id: { [Op.gt]: el.orderId } }, transaction: t });
+				}
 			}
 		},
 	},

@@ -5,6 +5,8 @@
  * each replica keeps an in-memory index and follows the table, so all replicas converge within a
  * second whichever of them handled an event.
  */
+import { upsertIfNewer } from "../../lib/db/newer-upsert";
+import { eventStamp } from "../../lib/search/freshness";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, Op, type Transaction } from "sequelize";
 import { config } from "../../config";
@@ -53,6 +55,13 @@ const migrations: Migration[] = [
 		},
 	},
 	...inboxMigrations,
+	{
+		name: "i8-001-search-stock-stamp",
+		async up(qi, T) {
+			// The stamp of the event the stock state came from (lib/search/freshness.ts): older events change nothing.
+			await qi.addColumn("search_stock", "source_stamp", { type: T.STRING(80), allowNull: true });
+		},
+	},
 	{
 		name: "i12-001-search-categories",
 		async up(qi, T) {
@@ -215,21 +224,29 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 		"catalog.category.deleted"(this: Svc, e: DomainEvent<"catalog.category.deleted">, t: Transaction) {
 			return this.storeCategory({ categoryId: e.categoryId, slug: e.slug, name: e.slug, parentId: null, updatedAt: e.updatedAt }, true, t);
 		},
+		/** Keeps the newest stock state of a sku (lib/search/freshness.ts): a late event changes nothing. */
 		async "warehouse.stock.changed"(this: Svc, e: DomainEvent<"warehouse.stock.changed">, t: Transaction) {
 			const inStock = e.totalAvailable > 0;
-			await this.models.Stock.upsert({ sku: e.sku, in_stock: inStock, updated_at: new Date() }, { transaction: t });
-			t.afterCommit(() => this.applyStock(e.sku, inStock));
+			const stamp = eventStamp(e);
+			const row = { sku: e.sku, in_stock: inStock, source_stamp: stamp, updated_at: new Date() };
+			if (await upsertIfNewer(this.sequelize, t, { table: "search_stock", key: "sku", row, newer: "held.source_stamp IS NULL OR held.source_stamp < excluded.source_stamp", marker: ["source_stamp", stamp] })) {
+				t.afterCommit(() => this.applyStock(e.sku, inStock));
+			}
 		},
+		/** Keeps the summary with the most reviews (lib/search/freshness.ts): a late one changes nothing. */
 		async "reviews.review.published"(this: Svc, e: DomainEvent<"reviews.review.published">, t: Transaction) {
-			await this.models.Rating.upsert({ product_id: e.productId, average: e.summary.average, count: e.summary.count, updated_at: new Date() }, { transaction: t });
-			t.afterCommit(() => this.applyRating(e.productId, e.summary));
+			const row = { product_id: e.productId, average: e.summary.average, count: e.summary.count, updated_at: new Date() };
+			if (await upsertIfNewer(this.sequelize, t, { table: "search_ratings", key: "product_id", row, newer: "held.count <= excluded.count", marker: ["count", e.summary.count] })) {
+				t.afterCommit(() => this.applyRating(e.productId, e.summary));
+			}
 		},
 	},
 
 	methods: {
 		/** Keeps the newest snapshot of a product; an older one arriving late changes nothing. */
 		async storeProduct(this: Svc, p: ProductSnapshot, t: Transaction) {
-			const existing: any = await this.models.Document.findByPk(p.productId, { transaction: t });
+			// Locked: a concurrent handler of the same product waits and then compares with what this one wrote.
+			const existing: any = await this.models.Document.findByPk(p.productId, { transaction: t, lock: t.LOCK.UPDATE });
 			if (existing && existing.source_updated_at > p.updatedAt) return;
 			const status = p.status === "active" ? "active" : "archived";
 			const row = { id: p.productId, sku: p.sku, status, doc: toDoc(p), source_updated_at: p.updatedAt, updated_at: new Date() };
@@ -239,7 +256,7 @@ const SearchService: ServiceSchema<any, any, any, Svc> = {
 
 		/** Keeps the newest state of a category (a deletion is a state too); an older one arriving late changes nothing. */
 		async storeCategory(this: Svc, c: CategorySnapshot, deleted: boolean, t: Transaction) {
-			const existing: any = await this.models.Category.findByPk(c.categoryId, { transaction: t, raw: true });
+			const existing: any = await this.models.Category.findByPk(c.categoryId, { transaction: t, raw: true, lock: t.LOCK.UPDATE });
 			if (existing && existing.source_updated_at > c.updatedAt) return;
 			const row: CategoryRow = { id: c.categoryId, slug: c.slug, name: c.name, parent_id: c.parentId, deleted, source_updated_at: c.updatedAt };
 			await this.models.Category.upsert({ ...row, updated_at: new Date() }, { transaction: t });

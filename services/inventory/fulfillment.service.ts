@@ -17,6 +17,7 @@ import { ConflictError, NotFoundError } from "../../lib/errors";
 import { faultPoint } from "../../lib/faults";
 import { planFulfillments } from "../../lib/fulfillment/plan";
 import { CANCELLABLE, FULFILLMENT_STATUSES, type FulfillmentStatus, type FulfillmentVerb, orderComplete, transition } from "../../lib/fulfillment/state";
+import { assertPaymentNotRefunded, syncOrder } from "../../lib/fulfillment/order-sync";
 import { AccessMixin } from "../../mixins/access.mixin";
 import type { Params, Runner } from "../../lib/db/sql";
 import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
@@ -272,6 +273,8 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 			if (!f) throw new NotFoundError("Fulfillment", "FULFILLMENT_NOT_FOUND");
 			const to = transition(f.status, verb);
 			let trackingNumber: string | null = f.tracking_number ?? null;
+			// API.md: ship of an order whose payment is fully refunded → 409 (lib/fulfillment/order-sync.ts).
+			if (verb === "ship") await assertPaymentNotRefunded(ctx, f.order_id);
 			if (verb === "ship") {
 				// Keyed by the fulfillment: a repeated or concurrent ship gets the same shipment.
 				const shipment: any = await ctx.call(
@@ -281,21 +284,26 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 				);
 				trackingNumber = shipment.trackingNumber;
 			}
+			let complete = false;
 			await this.transaction(async (t: Transaction) => {
 				if (verb === "ship" || verb === "deliver") await this.lockOrder(t, f.order_id);
 				const [n] = await this.models.Fulfillment.update({ status: to, tracking_number: trackingNumber, updated_at: new Date() }, { where: { id, status: f.status }, transaction: t });
 				if (!n) throw new ConflictError(`The fulfillment is no longer ${f.status}; cannot ${verb} it`, "ILLEGAL_TRANSITION", { from: f.status, verb });
 				if (verb === "ship" || verb === "deliver") {
 					const siblings: any[] = await this.models.Fulfillment.findAll({ where: { order_id: f.order_id }, attributes: ["status"], transaction: t, raw: true });
+					complete = orderComplete(siblings.map(s => s.status), verb);
 					await this.recordEvent(t, verb === "ship" ? "fulfillment.fulfillment.shipped" : "fulfillment.fulfillment.delivered", {
 						fulfillmentId: f.id,
 						orderId: f.order_id,
 						warehouseId: f.warehouse_id,
 						trackingNumber,
-						orderComplete: orderComplete(siblings.map(s => s.status), verb),
+						orderComplete: complete,
+						status: to,
 					});
 				}
 			});
+			// Read-your-writes (docs/EVENTS.md): the order follows before the operator gets the answer; the event converges it anyway.
+			if (verb === "ship" || verb === "deliver") await syncOrder(ctx, this.logger, f.order_id, verb, complete);
 			return publicFulfillment(await this.models.Fulfillment.findByPk(id, { raw: true }));
 		},
 	},

@@ -8,7 +8,7 @@
  * tracking event and the key's record in one statement on PostgreSQL; one shipment per fulfillment.
  */
 import { randomUUID } from "node:crypto";
-import type { Context, Service, ServiceSchema } from "moleculer";
+import { type Context, Errors, type Service, type ServiceSchema } from "moleculer";
 import { DataTypes, Op, type Transaction } from "sequelize";
 import { config } from "../../config";
 import { serviceAppears } from "../../lib/await-service";
@@ -17,7 +17,7 @@ import type { DomainEvent } from "../../lib/events";
 import { faultPoint } from "../../lib/faults";
 import type { WarehouseSnapshot } from "../../lib/events";
 import { originFor, shippingRates } from "../../lib/shipping/rates";
-import { isTrackingNumber, newTrackingNumber } from "../../lib/shipping/tracking";
+import { deliveryDecision, isTrackingNumber, newTrackingNumber } from "../../lib/shipping/tracking";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
 import { type Params, violationOf } from "../../lib/db/sql";
@@ -233,10 +233,8 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 		},
 		async "fulfillment.fulfillment.delivered"(this: Svc, e: DomainEvent<"fulfillment.fulfillment.delivered">, t: Transaction) {
 			const s: any = await this.models.Shipment.findOne({ where: { fulfillment_id: e.fulfillmentId }, transaction: t, raw: true });
-			if (!s) {
-				this.logger.warn("Delivery of a fulfillment without a shipment; nothing to track", { fulfillmentId: e.fulfillmentId, orderId: e.orderId, eventId: e.eventId });
-				return;
-			}
+			// The shipment is created before the parcel ships; not there yet means its write is not visible yet: retry (issue 8), never acknowledge a no-op.
+			if (deliveryDecision(s) === "retry") throw new Errors.MoleculerRetryableError(`No shipment yet for fulfillment ${e.fulfillmentId} (order ${e.orderId}); will retry`, 409, "SHIPMENT_NOT_READY", { fulfillmentId: e.fulfillmentId, orderId: e.orderId });
 			const [n] = await this.models.Shipment.update({ status: "DELIVERED" }, { where: { id: s.id, status: { [Op.ne]: "DELIVERED" } }, transaction: t });
 			if (n) await this.models.TrackingEvent.create({ id: randomUUID(), shipment_id: s.id, status: "DELIVERED", at: new Date(e.occurredAt) }, { transaction: t });
 		},
@@ -250,7 +248,7 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 
 		/** Keeps the newest snapshot of a warehouse; an older one arriving late changes nothing. */
 		async storeOrigin(this: Svc, w: WarehouseSnapshot, t?: Transaction) {
-			const existing: any = await this.models.Origin.findByPk(w.warehouseId, { transaction: t, raw: true });
+			const existing: any = await this.models.Origin.findByPk(w.warehouseId, { transaction: t, raw: true, ...(t ? { lock: t.LOCK.UPDATE } : {}) });
 			if (existing && existing.source_updated_at > w.updatedAt) return;
 			await this.models.Origin.upsert({ warehouse_id: w.warehouseId, country: w.country, active: w.active, source_updated_at: w.updatedAt }, { transaction: t });
 			if (t) t.afterCommit(() => this.loadOrigins());

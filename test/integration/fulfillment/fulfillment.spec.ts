@@ -184,7 +184,7 @@ describe.each([
 			expect(won[0].value.trackingNumber).toMatch(TRACKING);
 			expect(await byOrder(orderId)).toEqual([{ id, warehouseId: "wh-east", status: "SHIPPED", trackingNumber: won[0].value.trackingNumber }]);
 			await waitFor(() => eventsOf(orderId).length === 1);
-			expect(eventsOf(orderId)).toEqual([{ name: "shipped", eventId: expect.any(String), occurredAt: expect.any(String), fulfillmentId: id, orderId, warehouseId: "wh-east", trackingNumber: won[0].value.trackingNumber, orderComplete: true }]);
+			expect(eventsOf(orderId)).toEqual([{ name: "shipped", eventId: expect.any(String), occurredAt: expect.any(String), fulfillmentId: id, orderId, warehouseId: "wh-east", trackingNumber: won[0].value.trackingNumber, orderComplete: true, status: "SHIPPED" }]);
 		});
 
 		it("runs through the gateway for ops admins, with the API's error shape", async () => {
@@ -225,8 +225,8 @@ describe.each([
 			const common = { eventId: expect.any(String), occurredAt: expect.any(String), orderId: "order-two" };
 			const events = eventsOf("order-two");
 			expect(events.slice(0, 2)).toEqual([
-				{ ...common, name: "shipped", fulfillmentId: east, warehouseId: "wh-east", trackingNumber: eastShipped.trackingNumber, orderComplete: false },
-				{ ...common, name: "shipped", fulfillmentId: west, warehouseId: "wh-west", trackingNumber: westShipped.trackingNumber, orderComplete: true },
+				{ ...common, name: "shipped", fulfillmentId: east, warehouseId: "wh-east", trackingNumber: eastShipped.trackingNumber, orderComplete: false, status: "SHIPPED" },
+				{ ...common, name: "shipped", fulfillmentId: west, warehouseId: "wh-west", trackingNumber: westShipped.trackingNumber, orderComplete: true, status: "SHIPPED" },
 			]);
 			const delivered = events.slice(2).sort((a, b) => Number(a.orderComplete) - Number(b.orderComplete));
 			expect(delivered).toEqual([

@@ -55,12 +55,12 @@ beforeAll(async () => {
 afterAll(() => broker?.stop());
 
 describe("GET /admin/payments", () => {
-	it("lists payments to any admin, filtered by order, with money as minor units", async () => {
+	it("lists payments to any admin, filtered by order, with amount, captured and refunded as money in minor units", async () => {
 		const id = await capturedPayment("list-1", 4200);
 		const r = await http("GET", "/api/v1/admin/payments?orderId=list-1", { token: tokens.ops });
 		expect(r).toEqual({
 			status: 200,
-			body: { items: [{ id, orderId: "list-1", status: "CAPTURED", amount: { amount: 4200, currency: "USD" }, captured: 4200, refunded: 0, brand: "mastercard", createdAt: expect.any(String) }], total: 1, page: 1, pageSize: 20 },
+			body: { items: [{ id, orderId: "list-1", status: "CAPTURED", amount: { amount: 4200, currency: "USD" }, captured: { amount: 4200, currency: "USD" }, refunded: { amount: 0, currency: "USD" }, brand: "mastercard", createdAt: expect.any(String) }], total: 1, page: 1, pageSize: 20 },
 		});
 	});
 
@@ -91,9 +91,9 @@ describe("POST /admin/payments/:id/refund", () => {
 	it("refunds part and then the rest for role support", async () => {
 		const id = await capturedPayment("refund-1", 5000);
 		const part = await http("POST", `/api/v1/admin/payments/${id}/refund`, { token: tokens.support, body: { amount: 1200 } });
-		expect(part).toMatchObject({ status: 200, body: { id, orderId: "refund-1", status: "PARTIALLY_REFUNDED", captured: 5000, refunded: 1200 } });
+		expect(part).toMatchObject({ status: 200, body: { id, orderId: "refund-1", status: "PARTIALLY_REFUNDED", captured: { amount: 5000, currency: "USD" }, refunded: { amount: 1200, currency: "USD" } } });
 		const rest = await http("POST", `/api/v1/admin/payments/${id}/refund`, { token: tokens.superadmin, body: {} });
-		expect(rest).toMatchObject({ status: 200, body: { id, status: "REFUNDED", captured: 5000, refunded: 5000 } });
+		expect(rest).toMatchObject({ status: 200, body: { id, status: "REFUNDED", captured: { amount: 5000, currency: "USD" }, refunded: { amount: 5000, currency: "USD" } } });
 	});
 
 	it("needs role support: ops gets 403 MISSING_ROLE and nothing is refunded", async () => {
@@ -101,23 +101,24 @@ describe("POST /admin/payments/:id/refund", () => {
 		expect(await http("POST", `/api/v1/admin/payments/${id}/refund`, { token: tokens.ops, body: { amount: 100 } })).toMatchObject({ status: 403, body: { code: 403, type: "MISSING_ROLE" } });
 		expect(await http("POST", `/api/v1/admin/payments/${id}/refund`, { token: tokens.customer, body: { amount: 100 } })).toMatchObject({ status: 403 });
 		expect(await http("POST", `/api/v1/admin/payments/${id}/refund`, { body: { amount: 100 } })).toMatchObject({ status: 401 });
-		expect(await paymentOf("refund-2")).toMatchObject({ status: "CAPTURED", refunded: 0 });
+		expect(await paymentOf("refund-2")).toMatchObject({ status: "CAPTURED", refunded: { amount: 0, currency: "USD" } });
 	});
 
 	it("answers bad input with 422, an unknown payment with 404 and too much with 409, refunding nothing", async () => {
 		const id = await capturedPayment("refund-3", 5000);
-		for (const body of [{ amount: 0 }, { amount: -5 }, { amount: "100" }, { amount: 1.5 }, { amount: 100, currency: "USD" }]) {
+		// API.md: only an absent amount means "the rest"; null is refused like 0.
+		for (const body of [{ amount: null }, { amount: 0 }, { amount: -5 }, { amount: "100" }, { amount: 1.5 }, { amount: 100, currency: "USD" }]) {
 			expect(await http("POST", `/api/v1/admin/payments/${id}/refund`, { token: tokens.support, body })).toMatchObject({ status: 422, body: { name: "ValidationError", code: 422, type: "VALIDATION_ERROR", data: expect.any(Array) } });
 		}
 		expect(await http("POST", `/api/v1/admin/payments/${id}/refund`, { token: tokens.support, raw: "{ amount: " })).toMatchObject({ status: 400 });
 		expect(await http("POST", "/api/v1/admin/payments/no-such-payment/refund", { token: tokens.support, body: {} })).toMatchObject({ status: 404, body: { code: 404, type: "PAYMENT_NOT_FOUND" } });
 		expect(await http("POST", `/api/v1/admin/payments/${id}/refund`, { token: tokens.support, body: { amount: 5001 } })).toMatchObject({ status: 409, body: { code: 409, type: "REFUND_EXCEEDS_CAPTURE", data: { left: 5000 } } });
-		expect(await paymentOf("refund-3")).toMatchObject({ status: "CAPTURED", refunded: 0 });
+		expect(await paymentOf("refund-3")).toMatchObject({ status: "CAPTURED", refunded: { amount: 0, currency: "USD" } });
 	});
 
 	it("refuses to refund a payment that was never captured with 409", async () => {
 		const { paymentId } = await broker.call<any, any>("payments.authorize", { orderId: "refund-4", amount: { amount: 700, currency: "USD" }, paymentToken: "tok_visa", idempotencyKey: "refund-4:a" });
 		expect(await http("POST", `/api/v1/admin/payments/${paymentId}/refund`, { token: tokens.support, body: {} })).toMatchObject({ status: 409, body: { type: "ILLEGAL_PAYMENT_TRANSITION" } });
-		expect(await paymentOf("refund-4")).toMatchObject({ status: "AUTHORIZED", captured: 0, refunded: 0 });
+		expect(await paymentOf("refund-4")).toMatchObject({ status: "AUTHORIZED", captured: { amount: 0, currency: "USD" }, refunded: { amount: 0, currency: "USD" } });
 	});
 });
