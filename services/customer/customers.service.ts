@@ -9,6 +9,7 @@ import { ConflictError, NotFoundError } from "../../lib/errors";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
+import { COUNTRY_RULE } from "../../lib/country";
 import { singleLine } from "../../lib/text";
 
 const MAX_ADDRESSES = 20;
@@ -52,7 +53,7 @@ export const ADDRESS_RULES = {
 	line2: singleLine(0, 200, { optional: true, nullable: true }),
 	city: singleLine(1, 100),
 	postalCode: singleLine(1, 20),
-	country: { type: "string", pattern: /^[A-Z]{2}$/, messages: { stringPattern: "country must be an ISO 3166 alpha-2 code, e.g. US" } },
+	country: COUNTRY_RULE,
 };
 
 function publicAddress(a: any) {
