@@ -245,6 +245,15 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input, second round, o
 			expect([blank.status, blank.body.total, blank.body.page]).toEqual([200, all.body.total, 1]);
 			expect((await send("GET", "/products?minPrice=1e3&maxPrice=25.0e2")).status).toBe(200);
 		});
+
+		it("refuses body numbers written as fractions that parse to whole numbers (1.0000000000000001 would add 1)", async () => {
+			const before = (await send("GET", "/cart", { token: shopper.token })).body;
+			for (const q of ["1.0000000000000001", "0.99999999999999999", "1e-400"]) {
+				const r = await send("POST", "/cart/items", { token: shopper.token, body: `{"productId": "${P.id}", "quantity": ${q}}` });
+				expect([q, r.status, r.body.data?.[0]?.field]).toEqual([q, 422, "quantity"]);
+			}
+			expect((await send("GET", "/cart", { token: shopper.token })).body).toEqual(before);
+		});
 	});
 
 	describe("names are one line, emails do not pass for others", () => {
