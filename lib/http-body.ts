@@ -12,7 +12,8 @@
  *   decompression (413 PAYLOAD_TOO_LARGE), so no small body inflates into a large one.
  * - Text: strict UTF-8 (400 INVALID_UTF8 instead of silently replacing bytes).
  * - JSON as I-JSON (RFC 7493): well-formed (400 INVALID_JSON), numbers that parse to what was sent
- *   (422: not 1e400, which becomes Infinity, nor integers beyond 2^53), no duplicate member names (400
+ *   (422: not 1e400, which becomes Infinity, nor integers beyond 2^53, nor `1.0000000000000001` or
+ *   `1e-400`, which become the whole numbers 1 and 0), no duplicate member names (400
  *   DUPLICATE_JSON_KEY), nested at most `maxDepth` levels (400 JSON_TOO_DEEP: a deep body breaks
  *   serializers, tracers and transporters further on), an object at the top (422), and no
  *   `__proto__`/`constructor` member anywhere (422 VALIDATION_ERROR, as any unknown field; the
@@ -158,6 +159,20 @@ export function checkJsonStructure(text: string, maxDepth: number): void {
 	}
 }
 
+/**
+ * True when a number's text is not a whole number but parses to one: `1.0000000000000001` and
+ * `0.99999999999999999` become 1, `1e-400` becomes 0, and an integer field (a quantity, an amount
+ * in cents) would take a value that was not sent. `1.0`, `1.5e1` and `2e2` are whole as written.
+ */
+export function roundedToWhole(value: number, source: string | undefined): boolean {
+	if (!Number.isInteger(value) || source === undefined) return false;
+	const m = /^-?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(source);
+	if (!m || (m[2] === undefined && m[3] === undefined)) return false;
+	const digits = m[1] + (m[2] ?? "");
+	const point = m[1].length + Number(m[3] ?? 0);
+	return /[1-9]/.test(point <= 0 ? digits : digits.slice(point));
+}
+
 /** Parses JSON text under the rules above into the object the request's params are made of. */
 export function parseJsonBody(text: string, maxDepth: number): Record<string, unknown> | undefined {
 	if (text.trim() === "") return undefined;
@@ -168,7 +183,7 @@ export function parseJsonBody(text: string, maxDepth: number): Record<string, un
 	// transporter then sends as null) or an integer it cannot hold exactly would be a different value
 	// from the one sent. The reviver sees each number with its source text (ES2025 JSON.parse source text access).
 	const reviver = (key: string, v: unknown, context?: { source?: string }) => {
-		if (typeof v === "number" && inexact === undefined && (!Number.isFinite(v) || (!Number.isSafeInteger(v) && /^-?\d+$/.test(context?.source ?? "")))) inexact = key;
+		if (typeof v === "number" && inexact === undefined && (!Number.isFinite(v) || (!Number.isSafeInteger(v) && /^-?\d+$/.test(context?.source ?? "")) || roundedToWhole(v, context?.source))) inexact = key;
 		return v;
 	};
 	try {

@@ -5,6 +5,7 @@
  * already reserved there stays reserved and ships). Pure.
  */
 import type { WarehouseSnapshot } from "../events";
+import { COUNTRY_RULE } from "../country";
 import { singleLine } from "../text";
 
 /** A warehouses row. */
@@ -40,7 +41,7 @@ const address = {
 		line2: singleLine(0, 200, { optional: true, nullable: true }),
 		city: singleLine(1, 100),
 		postalCode: singleLine(1, 20),
-		country: { type: "string", pattern: /^[A-Z]{2}$/, messages: { stringPattern: "country must be an ISO 3166 alpha-2 code in capitals, e.g. US" } },
+		country: COUNTRY_RULE,
 	},
 };
 

@@ -24,6 +24,7 @@ import { type Params, violationOf } from "../../lib/db/sql";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
 import { IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
 import { ADDRESS_RULES } from "../../lib/address";
+import { checkDistinctLines } from "../../lib/orders/lines";
 
 const migrations: Migration[] = [
 	{
@@ -170,6 +171,8 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 			async handler(this: Svc, ctx: Context<{ address: { country: string }; items?: { productId: string; quantity: number }[] }, Meta>) {
 				const items: { productId: string; quantity: number }[] =
 					ctx.params.items ?? ((await ctx.call("cart.getForCheckout", { customerId: callerOf(ctx).id }, { timeout: 3000 })) as any).items;
+				// One line per product, as POST /orders takes them (lib/orders/lines.ts): two lines of 99 are not 198 of one.
+				checkDistinctLines(ctx.params.items);
 				if (!items.length) throw new UnprocessableError("Nothing to ship: the cart is empty", "EMPTY_CART", [{ field: "items", message: "nothing to ship" }]);
 				const products: any[] = await ctx.call("catalog.getMany", { ids: [...new Set(items.map(i => i.productId))] }, { timeout: 3000 });
 				const active = new Map(products.filter(p => p.status === "active").map(p => [p.id, p]));

@@ -24,7 +24,7 @@ async function writtenRows(platform: Platform): Promise<Record<string, number>> 
 	return Object.fromEntries(Object.entries(counts).filter(([table]) => !/^search\.|\.inbox_events$/.test(table)));
 }
 
-/** The status line and body of a request written byte for byte (duplicate headers cannot be sent through node:http). */
+/** The status line and body of a request written byte for byte (duplicate headers cannot be sent through node:http); HTTP/1.0, so the answer is not chunked. */
 function rawRequest(port: number, text: string): Promise<{ status: number; body: any }> {
 	return new Promise((resolve, reject) => {
 		const socket = connect(port, "127.0.0.1", () => socket.write(text));
@@ -216,7 +216,7 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input, second round, o
 
 		it("refuses a header that must come once sent twice, whichever comes first, with 400 DUPLICATE_HEADER", async () => {
 			const body = JSON.stringify({ productId: P.id, quantity: 1 });
-			const head = (lines: string[]) => `POST /api/v1/cart/items HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: ${body.length}\r\n${lines.join("\r\n")}\r\n\r\n${body}`;
+			const head = (lines: string[]) => `POST /api/v1/cart/items HTTP/1.0\r\nHost: t\r\nConnection: close\r\nContent-Length: ${body.length}\r\n${lines.join("\r\n")}\r\n\r\n${body}`;
 			const before = (await send("GET", "/cart", { token: shopper.token })).body;
 			for (const lines of [
 				["Content-Type: application/json", "Content-Type: text/plain", `Authorization: Bearer ${shopper.token}`],
@@ -244,6 +244,15 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input, second round, o
 			const blank = await send("GET", "/products?category=&minPrice=&maxPrice=&page=");
 			expect([blank.status, blank.body.total, blank.body.page]).toEqual([200, all.body.total, 1]);
 			expect((await send("GET", "/products?minPrice=1e3&maxPrice=25.0e2")).status).toBe(200);
+		});
+
+		it("refuses body numbers written as fractions that parse to whole numbers (1.0000000000000001 would add 1)", async () => {
+			const before = (await send("GET", "/cart", { token: shopper.token })).body;
+			for (const q of ["1.0000000000000001", "0.99999999999999999", "1e-400"]) {
+				const r = await send("POST", "/cart/items", { token: shopper.token, body: `{"productId": "${P.id}", "quantity": ${q}}` });
+				expect([q, r.status, r.body.data?.[0]?.field]).toEqual([q, 422, "quantity"]);
+			}
+			expect((await send("GET", "/cart", { token: shopper.token })).body).toEqual(before);
 		});
 	});
 
@@ -279,6 +288,31 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input, second round, o
 				const r = await send("POST", "/auth/register", { body: { email, password: "password-1234", firstName: "R", lastName: "E" } });
 				expect([email, r.status]).toEqual([email, 201]);
 			}
+		});
+	});
+	describe("addresses and lines as the contract defines them", () => {
+		it("refuses a country that is not an assigned ISO 3166-1 alpha-2 code, for orders, rates, addresses and warehouses", async () => {
+			const before = await writtenRows(platform);
+			const XX = { ...ADDRESS, country: "XX" };
+			const answers = await Promise.all([
+				send("POST", "/orders", { token: shopper.token, headers: { "idempotency-key": `xx-${db}` }, body: { shippingAddress: XX, shippingMethod: "standard", paymentToken: "tok_visa", items: [{ productId: P.id, quantity: 1 }] } }),
+				send("POST", "/shipping/rates", { token: shopper.token, body: { address: { ...ADDRESS, country: "ZZ" }, items: [{ productId: P.id, quantity: 1 }] } }),
+				send("POST", "/customers/me/addresses", { token: shopper.token, body: { ...ADDRESS, country: "EU" } }),
+				send("POST", "/admin/warehouses", { token: admin, body: { name: "Nowhere", address: XX } }),
+			]);
+			expect(answers.map(a => [a.status, a.body.data?.[0]?.field])).toEqual([
+				[422, "shippingAddress.country"],
+				[422, "address.country"],
+				[422, "country"],
+				[422, "address.country"],
+			]);
+			expect(await writtenRows(platform)).toEqual(before);
+			expect((await send("POST", "/shipping/rates", { token: shopper.token, body: { address: { ...ADDRESS, country: "DE" }, items: [{ productId: P.id, quantity: 1 }] } })).status).toBe(200);
+		});
+
+		it("refuses the same product on two lines of a shipping quote, as a checkout does", async () => {
+			const r = await send("POST", "/shipping/rates", { token: shopper.token, body: { address: ADDRESS, items: [{ productId: P.id, quantity: 99 }, { productId: P.id, quantity: 99 }] } });
+			expect([r.status, r.body.type, r.body.data?.[0]?.field]).toEqual([422, "DUPLICATE_LINE", "items[1].productId"]);
 		});
 	});
 });

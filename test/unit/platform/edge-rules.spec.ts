@@ -4,6 +4,7 @@
  * two places, numbers in query strings, look-alike emails.
  */
 import { emailProblem, mixesScripts } from "../../../lib/identity/email";
+import { parseJsonBody, roundedToWhole } from "../../../lib/http-body";
 import { malformedQueryPiece, paramConflicts, repeatedHeader } from "../../../lib/http-edge";
 import { DECIMAL_TEXT, StrictValidator } from "../../../lib/validator";
 
@@ -60,5 +61,16 @@ describe("look-alike emails", () => {
 		expect(emailProblem("homer\ufb01@example.com")).toMatch(/compatibility characters/);
 		expect(emailProblem("zo\u00eb@example.com")).toBeNull();
 		expect(emailProblem("\u0438\u0432\u0430\u043d@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444")).toBeNull();
+	});
+});
+
+describe("JSON numbers that would arrive as other whole numbers", () => {
+	it("refuses text that is not whole but parses to a whole number, and keeps whole and fractional ones as sent", () => {
+		for (const bad of ["1.0000000000000001", "0.99999999999999999", "1e-400", "-2.00000000000000001", "12345678901234.0000001"]) {
+			expect([bad, roundedToWhole(Number(bad), bad)]).toEqual([bad, true]);
+			expect(() => parseJsonBody(`{"quantity": ${bad}}`, 16)).toThrow(expect.objectContaining({ code: 422 }));
+		}
+		for (const good of ["1", "1.0", "1.5e1", "2e2", "0.5", "0.1", "-0", "1e20", "100.000"]) expect([good, roundedToWhole(Number(good), good)]).toEqual([good, false]);
+		expect(parseJsonBody('{"a": 1.0, "b": 1.5e1, "c": 0.1}', 16)).toEqual({ a: 1, b: 15, c: 0.1 });
 	});
 });
