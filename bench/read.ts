@@ -19,6 +19,8 @@
  *
  * BENCH_DURATION_S (default 10), BENCH_WARMUP_S (default 3), BENCH_CONNECTIONS (default 32 per
  * replica; the bare server gets the sum).
+ * BENCH_READS (e.g. `product,cart`: only these), BENCH_PROFILE_DIR (every node runs with
+ * `node --cpu-prof` into that directory, profiles written when the nodes stop).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
@@ -163,7 +165,7 @@ async function main(): Promise<void> {
 			{ name: "commerce", services: ["cart", "orders", "payments"] },
 			{ name: "inventory", services: ["warehouse", "fulfillment", "shipping"] },
 		],
-		{ AUTH_RATE_LIMIT_MAX: "100000", RATE_LIMIT_MAX: "1000000", LOG_LEVEL: "error", TRANSPORTER: `nats://127.0.0.1:${natsPort}`, ...(cacher ? { CACHER: cacher } : {}) },
+		{ ...(process.env.BENCH_PROFILE_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}` } : {}), AUTH_RATE_LIMIT_MAX: "100000", RATE_LIMIT_MAX: "1000000", LOG_LEVEL: "error", TRANSPORTER: `nats://127.0.0.1:${natsPort}`, ...(cacher ? { CACHER: cacher } : {}) },
 	);
 	const bare = createServer();
 	const stopAll = async () => {
@@ -190,7 +192,8 @@ async function main(): Promise<void> {
 		const pids = () => [...Object.values(cluster.pids()), ...infra.map(p => p.pid!).filter(Boolean)];
 		const gateways = cluster.gateways();
 		const results = [];
-		for (const read of reads) {
+		const only = process.env.BENCH_READS?.split(",");
+		for (const read of reads.filter(r => !only || only.includes(r.name))) {
 			const headers: Record<string, string> = read.token ? { Authorization: `Bearer ${read.token}` } : {};
 			const sample = await cluster.http("GET", read.path, { token: read.token });
 			if (sample.status !== 200) throw new Error(`${read.name}: ${sample.status} ${JSON.stringify(sample.body)}`);

@@ -10,14 +10,16 @@
  *   refused parameter never shares a key with an accepted one) and, with `byRole`, the caller's
  *   kind (`typ`), for answers that differ for admins.
  * - Where: Moleculer caches on the node that runs the action; `RemoteCacheMiddleware` applies the
- *   same cacher on the calling side too, so a gateway answers a cached read without a hop.
+ *   same cacher on the calling side too, so a gateway answers a cached read without a hop. With
+ *   Redis, each process keeps what it read for at most LOCAL_TIER_TTL_MS in memory in front of it.
  * - Invalidation, driven by the domain events (`INVALIDATES`): the node that commits a change
  *   cleans right after the commit (outbox mixin), and every consumer that applies the event cleans
  *   after its transaction (consumer mixin); each clean is broadcast to every node (`cache.invalidate`),
  *   so per-process stores follow within the broadcast's delivery. A node that reconnects to the
  *   transporter, or a Redis that comes back, is cleaned whole (broadcasts may have been missed).
  *   The TTL is the backstop (a read that began before a commit and stored its answer after the
- *   last clean lives at most that long).
+ *   last clean lives at most that long); with Redis, a missed broadcast leaves a process's own
+ *   tier stale for at most LOCAL_TIER_TTL_MS.
  * - Redis down: the cacher counts as disconnected, reads go to the services uncached, and
  *   `/health/ready` lists `cache` under `degraded` (lib/readiness.ts) without turning unready.
  */
@@ -73,9 +75,32 @@ export function cacheKey(actionName: string, params: unknown, meta: any, opts: A
 	return `${actionName}:${body}`;
 }
 
-/** Moleculer's Redis cacher, where a failing Redis means a miss (the service answers), never an error. */
+/** How long a process keeps a Redis answer in its own memory (ms): the bound should an invalidation broadcast be missed. */
+export const LOCAL_TIER_TTL_MS = 2000;
+const LOCAL_TIER_MAX = 5000;
+
+/**
+ * Moleculer's Redis cacher, where a failing Redis means a miss (the service answers), never an
+ * error; with a small in-process tier in front (LOCAL_TIER_TTL_MS), so a hot read costs no Redis
+ * round trip. The local tier is cleaned with every clean here and on every invalidation broadcast.
+ */
 const RedisCacherBase = Cachers.Redis as unknown as new (opts: unknown) => any;
 class ForgivingRedisCacher extends RedisCacherBase {
+	private readonly local = new Map<string, { value: unknown; until: number }>();
+
+	private remember(key: string, value: unknown, ttlS?: number): void {
+		if (value === undefined) return;
+		const ms = Math.min(LOCAL_TIER_TTL_MS, ttlS ? ttlS * 1000 : LOCAL_TIER_TTL_MS);
+		this.local.delete(key);
+		this.local.set(key, { value, until: Date.now() + ms });
+		if (this.local.size > LOCAL_TIER_MAX) this.local.delete(this.local.keys().next().value!);
+	}
+
+	/** Forgets the in-process tier (an invalidation another node already applied to Redis). */
+	forgetLocal(): void {
+		this.local.clear();
+	}
+
 	init(broker: ServiceBroker): void {
 		super.init(broker);
 		let wasDown = false;
@@ -96,17 +121,31 @@ class ForgivingRedisCacher extends RedisCacherBase {
 
 	get(key: string): Promise<unknown> {
 		if ((this as any).connected === false) return Promise.resolve(undefined);
-		return super.get(key).catch(() => undefined);
+		const hit = this.local.get(key);
+		if (hit && hit.until > Date.now()) return Promise.resolve(hit.value);
+		return super
+			.get(key)
+			.then((value: unknown) => {
+				this.remember(key, value);
+				return value;
+			})
+			.catch(() => undefined);
 	}
 
 	set(key: string, data: unknown, ttl?: number): Promise<unknown> {
 		if ((this as any).connected === false) return Promise.resolve();
+		this.remember(key, data, ttl);
 		return super.set(key, data, ttl).catch(() => undefined);
 	}
 
 	clean(match?: string | string[]): Promise<unknown> {
+		this.local.clear();
 		if ((this as any).connected === false) return Promise.resolve();
-		return super.clean(match).catch(() => undefined);
+		// Again once Redis is clean: a read between the two may have brought back an old answer.
+		return super
+			.clean(match)
+			.catch(() => undefined)
+			.finally(() => this.local.clear());
 	}
 }
 
@@ -143,11 +182,14 @@ export function cacherFor(setting: string | undefined, namespace: string): unkno
 }
 
 /** Cleans this node's cache for the given domain events (Redis: the shared store). */
-export function cleanFor(broker: ServiceBroker, events: readonly string[]): void {
+export function cleanFor(broker: ServiceBroker, events: readonly string[]): Promise<void> {
 	const cacher = broker.cacher as any;
-	if (!cacher) return;
 	const patterns = [...new Set(events.flatMap(e => INVALIDATES[e] ?? []))];
-	if (patterns.length) void Promise.resolve(cacher.clean(patterns)).catch(() => undefined);
+	if (!cacher || !patterns.length) return Promise.resolve();
+	return Promise.resolve(cacher.clean(patterns)).then(
+		() => undefined,
+		() => undefined,
+	);
 }
 
 /**
@@ -158,8 +200,10 @@ export function invalidateFor(broker: ServiceBroker, events: readonly string[]):
 	if (!broker.cacher) return;
 	const relevant = events.filter(e => INVALIDATES[e]);
 	if (!relevant.length) return;
-	cleanFor(broker, relevant);
-	if ((broker as any).transit) void broker.broadcast(INVALIDATE_EVENT, { events: relevant }).catch(() => undefined);
+	// The others hear of it once the shared store is clean, so none reads the old answer back into its own tier.
+	void cleanFor(broker, relevant).then(() => {
+		if ((broker as any).transit) void broker.broadcast(INVALIDATE_EVENT, { events: relevant }).catch(() => undefined);
+	});
 }
 
 const isShared = (broker: ServiceBroker) => broker.cacher instanceof ForgivingRedisCacher;
@@ -169,11 +213,15 @@ const CacheService: ServiceSchema = {
 	name: "$cache",
 	events: {
 		[INVALIDATE_EVENT](this: any, ctx: Context<{ events?: string[] }>) {
-			// A shared store was cleaned by the sender; each process's own store is cleaned here.
-			if (Array.isArray(ctx.params?.events) && !isShared(this.broker) && ctx.nodeID !== this.broker.nodeID) cleanFor(this.broker, ctx.params.events);
+			if (!Array.isArray(ctx.params?.events) || ctx.nodeID === this.broker.nodeID) return;
+			// A shared store was cleaned by the sender: only this process's tier in front of it is left; a per-process store is cleaned here.
+			if (isShared(this.broker)) (this.broker.cacher as unknown as ForgivingRedisCacher).forgetLocal();
+			else void cleanFor(this.broker, ctx.params.events);
 		},
 		"$transporter.connected"(this: any, ctx: Context<{ wasReconnect?: boolean }>) {
-			if (ctx.params?.wasReconnect && !isShared(this.broker)) void (this.broker.cacher as any)?.clean("**");
+			if (!ctx.params?.wasReconnect) return;
+			if (isShared(this.broker)) (this.broker.cacher as unknown as ForgivingRedisCacher).forgetLocal();
+			else void (this.broker.cacher as any)?.clean("**");
 		},
 	},
 };
