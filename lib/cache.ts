@@ -30,18 +30,18 @@ import { addReadinessCheck } from "./readiness";
 /** The longest any cached answer lives (s) unless its action says less: the invalidation backstop. */
 export const DEFAULT_CACHE_TTL_S = 30;
 
-/** Domain event → the cache key patterns it makes stale (keys are `<action>:<params>`). */
+/** Domain event → the cache key patterns it makes stale (keys are `<action>:[u=<user>|]<params>`; `**` matches anything, dots included). */
 export const INVALIDATES: Record<string, string[]> = {
-	"catalog.product.created": ["catalog.list:*", "catalog.get:*", "search.*"],
-	"catalog.product.updated": ["catalog.list:*", "catalog.get:*", "search.*"],
-	"catalog.product.archived": ["catalog.list:*", "catalog.get:*", "search.*"],
-	"catalog.category.created": ["catalog.categories*", "catalog.list:*", "catalog.get:*", "search.*"],
-	"catalog.category.updated": ["catalog.categories*", "catalog.list:*", "catalog.get:*", "search.*"],
-	"catalog.category.deleted": ["catalog.categories*", "catalog.list:*", "catalog.get:*", "search.*"],
-	"warehouse.stock.changed": ["warehouse.availability:*", "catalog.get:*", "search.*"],
-	"warehouse.warehouse.created": ["warehouse.availability:*", "catalog.get:*", "search.*"],
-	"warehouse.warehouse.updated": ["warehouse.availability:*", "catalog.get:*", "search.*"],
-	"reviews.review.published": ["reviews.summary:*", "catalog.get:*", "catalog.list:*", "search.*"],
+	"catalog.product.created": ["catalog.list:**", "catalog.get:**", "search.**", "cart.get:**"],
+	"catalog.product.updated": ["catalog.list:**", "catalog.get:**", "search.**", "cart.get:**"],
+	"catalog.product.archived": ["catalog.list:**", "catalog.get:**", "search.**", "cart.get:**"],
+	"catalog.category.created": ["catalog.categories**", "catalog.list:**", "catalog.get:**", "search.**"],
+	"catalog.category.updated": ["catalog.categories**", "catalog.list:**", "catalog.get:**", "search.**"],
+	"catalog.category.deleted": ["catalog.categories**", "catalog.list:**", "catalog.get:**", "search.**"],
+	"warehouse.stock.changed": ["warehouse.availability:**", "catalog.get:**", "search.**"],
+	"warehouse.warehouse.created": ["warehouse.availability:**", "catalog.get:**", "search.**"],
+	"warehouse.warehouse.updated": ["warehouse.availability:**", "catalog.get:**", "search.**"],
+	"reviews.review.published": ["reviews.summary:**", "catalog.get:**", "catalog.list:**", "search.**"],
 };
 
 /** The Moleculer broadcast carrying an invalidation to every node: `{ events: string[] }`. */
@@ -52,6 +52,8 @@ export interface ActionCache {
 	ttl: number;
 	/** The answer depends on the caller's kind (customer, admin): it is part of the key. */
 	byRole?: boolean;
+	/** The answer is the caller's own (a cart): the user id leads the key, so `forgetUser` can clean one user's answers. */
+	byUser?: boolean;
 }
 
 /** Keys longer than this are `<action>:<sha256>`. */
@@ -72,7 +74,7 @@ export function cacheKey(actionName: string, params: unknown, meta: any, opts: A
 	let body = stable(params ?? {});
 	if (opts?.byRole) body += `|${meta?.user?.typ ?? "-"}`;
 	if (body.length > MAX_KEY_LENGTH) body = createHash("sha256").update(body).digest("base64url");
-	return `${actionName}:${body}`;
+	return opts?.byUser ? `${actionName}:u=${meta?.user?.id ?? "-"}|${body}` : `${actionName}:${body}`;
 }
 
 /** How long a process keeps a Redis answer in its own memory (ms): the bound should an invalidation broadcast be missed. */
@@ -182,9 +184,9 @@ export function cacherFor(setting: string | undefined, namespace: string): unkno
 }
 
 /** Cleans this node's cache for the given domain events (Redis: the shared store). */
-export function cleanFor(broker: ServiceBroker, events: readonly string[]): Promise<void> {
+export function cleanFor(broker: ServiceBroker, events: readonly string[], extra: readonly string[] = []): Promise<void> {
 	const cacher = broker.cacher as any;
-	const patterns = [...new Set(events.flatMap(e => INVALIDATES[e] ?? []))];
+	const patterns = [...new Set([...events.flatMap(e => INVALIDATES[e] ?? []), ...extra])];
 	if (!cacher || !patterns.length) return Promise.resolve();
 	return Promise.resolve(cacher.clean(patterns)).then(
 		() => undefined,
@@ -206,17 +208,30 @@ export function invalidateFor(broker: ServiceBroker, events: readonly string[]):
 	});
 }
 
+/**
+ * After a change of one user's own data (their cart) has committed: cleans the answers of `action`
+ * for that user here and on every node, as `invalidateFor` does for domain events.
+ */
+export function forgetUser(broker: ServiceBroker, action: string, userId: string): Promise<void> {
+	if (!broker.cacher) return Promise.resolve();
+	const patterns = [`${action}:u=${userId}|**`];
+	return cleanFor(broker, [], patterns).then(() => {
+		if ((broker as any).transit) void broker.broadcast(INVALIDATE_EVENT, { events: [], patterns }).catch(() => undefined);
+	});
+}
+
 const isShared = (broker: ServiceBroker) => broker.cacher instanceof ForgivingRedisCacher;
 
 /** `$cache`: on every node with a cacher; follows the invalidation broadcasts and reconnections. */
 const CacheService: ServiceSchema = {
 	name: "$cache",
 	events: {
-		[INVALIDATE_EVENT](this: any, ctx: Context<{ events?: string[] }>) {
+		[INVALIDATE_EVENT](this: any, ctx: Context<{ events?: string[]; patterns?: string[] }>) {
 			if (!Array.isArray(ctx.params?.events) || ctx.nodeID === this.broker.nodeID) return;
+			const patterns = Array.isArray(ctx.params.patterns) ? ctx.params.patterns.filter(p => typeof p === "string") : [];
 			// A shared store was cleaned by the sender: only this process's tier in front of it is left; a per-process store is cleaned here.
 			if (isShared(this.broker)) (this.broker.cacher as unknown as ForgivingRedisCacher).forgetLocal();
-			else void cleanFor(this.broker, ctx.params.events);
+			else void cleanFor(this.broker, ctx.params.events, patterns);
 		},
 		"$transporter.connected"(this: any, ctx: Context<{ wasReconnect?: boolean }>) {
 			if (!ctx.params?.wasReconnect) return;
