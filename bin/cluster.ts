@@ -17,6 +17,8 @@
  *                 nodes count up from it; 0 = each node binds any free port and reports it)
  *   SEED_DEMO     default true: the services load the demo catalog into an empty database
  *   CLUSTER_READY_TIMEOUT_S  how long to wait for every node and the gateway (default 90)
+ *   CACHER        the read cache (lib/cache.ts); unset: Redis at 127.0.0.1:6379 when one answers
+ *                 there (shared by every node, as in the stack), else an in-memory LRU per node
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -235,8 +237,12 @@ async function main(): Promise<void> {
 	// The monitor below and every node connect with the same settings.
 	Object.assign(process.env, natsEnv);
 
+	// The read cache: as configured, else a local Redis when there is one (as the stack has), else per node in memory.
+	const cacher = process.env.CACHER ?? ((await reachable("127.0.0.1", 6379, 500)) ? "redis://127.0.0.1:6379/0" : undefined);
+	say(cacher && cacher !== "off" ? `read cache: Redis at ${new URL(cacher).host}` : cacher === "off" ? "read cache: off" : "read cache: in memory per node (no Redis at 127.0.0.1:6379; set CACHER=redis://… to share one)");
 	const env: NodeJS.ProcessEnv = {
 		...process.env,
+		...(cacher ? { CACHER: cacher } : {}),
 		...natsEnv,
 		DATABASE_URL: databaseUrl,
 		JWT_SECRET: c.JWT_SECRET,

@@ -10,14 +10,16 @@
  *   refused parameter never shares a key with an accepted one) and, with `byRole`, the caller's
  *   kind (`typ`), for answers that differ for admins.
  * - Where: Moleculer caches on the node that runs the action; `RemoteCacheMiddleware` applies the
- *   same cacher on the calling side too, so a gateway answers a cached read without a hop.
+ *   same cacher on the calling side too, so a gateway answers a cached read without a hop. With
+ *   Redis, each process keeps what it read for at most LOCAL_TIER_TTL_MS in memory in front of it.
  * - Invalidation, driven by the domain events (`INVALIDATES`): the node that commits a change
  *   cleans right after the commit (outbox mixin), and every consumer that applies the event cleans
  *   after its transaction (consumer mixin); each clean is broadcast to every node (`cache.invalidate`),
  *   so per-process stores follow within the broadcast's delivery. A node that reconnects to the
  *   transporter, or a Redis that comes back, is cleaned whole (broadcasts may have been missed).
  *   The TTL is the backstop (a read that began before a commit and stored its answer after the
- *   last clean lives at most that long).
+ *   last clean lives at most that long); with Redis, a missed broadcast leaves a process's own
+ *   tier stale for at most LOCAL_TIER_TTL_MS.
  * - Redis down: the cacher counts as disconnected, reads go to the services uncached, and
  *   `/health/ready` lists `cache` under `degraded` (lib/readiness.ts) without turning unready.
  */
@@ -28,18 +30,18 @@ import { addReadinessCheck } from "./readiness";
 /** The longest any cached answer lives (s) unless its action says less: the invalidation backstop. */
 export const DEFAULT_CACHE_TTL_S = 30;
 
-/** Domain event → the cache key patterns it makes stale (keys are `<action>:<params>`). */
+/** Domain event → the cache key patterns it makes stale (keys are `<action>:[u=<user>|]<params>`; `**` matches anything, dots included). */
 export const INVALIDATES: Record<string, string[]> = {
-	"catalog.product.created": ["catalog.list:*", "catalog.get:*", "search.*"],
-	"catalog.product.updated": ["catalog.list:*", "catalog.get:*", "search.*"],
-	"catalog.product.archived": ["catalog.list:*", "catalog.get:*", "search.*"],
-	"catalog.category.created": ["catalog.categories*", "catalog.list:*", "catalog.get:*", "search.*"],
-	"catalog.category.updated": ["catalog.categories*", "catalog.list:*", "catalog.get:*", "search.*"],
-	"catalog.category.deleted": ["catalog.categories*", "catalog.list:*", "catalog.get:*", "search.*"],
-	"warehouse.stock.changed": ["warehouse.availability:*", "catalog.get:*", "search.*"],
-	"warehouse.warehouse.created": ["warehouse.availability:*", "catalog.get:*", "search.*"],
-	"warehouse.warehouse.updated": ["warehouse.availability:*", "catalog.get:*", "search.*"],
-	"reviews.review.published": ["reviews.summary:*", "catalog.get:*", "catalog.list:*", "search.*"],
+	"catalog.product.created": ["catalog.list:**", "catalog.get:**", "search.**", "cart.get:**"],
+	"catalog.product.updated": ["catalog.list:**", "catalog.get:**", "search.**", "cart.get:**"],
+	"catalog.product.archived": ["catalog.list:**", "catalog.get:**", "search.**", "cart.get:**"],
+	"catalog.category.created": ["catalog.categories**", "catalog.list:**", "catalog.get:**", "search.**"],
+	"catalog.category.updated": ["catalog.categories**", "catalog.list:**", "catalog.get:**", "search.**"],
+	"catalog.category.deleted": ["catalog.categories**", "catalog.list:**", "catalog.get:**", "search.**"],
+	"warehouse.stock.changed": ["warehouse.availability:**", "catalog.get:**", "search.**"],
+	"warehouse.warehouse.created": ["warehouse.availability:**", "catalog.get:**", "search.**"],
+	"warehouse.warehouse.updated": ["warehouse.availability:**", "catalog.get:**", "search.**"],
+	"reviews.review.published": ["reviews.summary:**", "catalog.get:**", "catalog.list:**", "search.**"],
 };
 
 /** The Moleculer broadcast carrying an invalidation to every node: `{ events: string[] }`. */
@@ -50,6 +52,8 @@ export interface ActionCache {
 	ttl: number;
 	/** The answer depends on the caller's kind (customer, admin): it is part of the key. */
 	byRole?: boolean;
+	/** The answer is the caller's own (a cart): the user id leads the key, so `forgetUser` can clean one user's answers. */
+	byUser?: boolean;
 }
 
 /** Keys longer than this are `<action>:<sha256>`. */
@@ -70,12 +74,35 @@ export function cacheKey(actionName: string, params: unknown, meta: any, opts: A
 	let body = stable(params ?? {});
 	if (opts?.byRole) body += `|${meta?.user?.typ ?? "-"}`;
 	if (body.length > MAX_KEY_LENGTH) body = createHash("sha256").update(body).digest("base64url");
-	return `${actionName}:${body}`;
+	return opts?.byUser ? `${actionName}:u=${meta?.user?.id ?? "-"}|${body}` : `${actionName}:${body}`;
 }
 
-/** Moleculer's Redis cacher, where a failing Redis means a miss (the service answers), never an error. */
+/** How long a process keeps a Redis answer in its own memory (ms): the bound should an invalidation broadcast be missed. */
+export const LOCAL_TIER_TTL_MS = 2000;
+const LOCAL_TIER_MAX = 5000;
+
+/**
+ * Moleculer's Redis cacher, where a failing Redis means a miss (the service answers), never an
+ * error; with a small in-process tier in front (LOCAL_TIER_TTL_MS), so a hot read costs no Redis
+ * round trip. The local tier is cleaned with every clean here and on every invalidation broadcast.
+ */
 const RedisCacherBase = Cachers.Redis as unknown as new (opts: unknown) => any;
 class ForgivingRedisCacher extends RedisCacherBase {
+	private readonly local = new Map<string, { value: unknown; until: number }>();
+
+	private remember(key: string, value: unknown, ttlS?: number): void {
+		if (value === undefined) return;
+		const ms = Math.min(LOCAL_TIER_TTL_MS, ttlS ? ttlS * 1000 : LOCAL_TIER_TTL_MS);
+		this.local.delete(key);
+		this.local.set(key, { value, until: Date.now() + ms });
+		if (this.local.size > LOCAL_TIER_MAX) this.local.delete(this.local.keys().next().value!);
+	}
+
+	/** Forgets the in-process tier (an invalidation another node already applied to Redis). */
+	forgetLocal(): void {
+		this.local.clear();
+	}
+
 	init(broker: ServiceBroker): void {
 		super.init(broker);
 		let wasDown = false;
@@ -96,17 +123,31 @@ class ForgivingRedisCacher extends RedisCacherBase {
 
 	get(key: string): Promise<unknown> {
 		if ((this as any).connected === false) return Promise.resolve(undefined);
-		return super.get(key).catch(() => undefined);
+		const hit = this.local.get(key);
+		if (hit && hit.until > Date.now()) return Promise.resolve(hit.value);
+		return super
+			.get(key)
+			.then((value: unknown) => {
+				this.remember(key, value);
+				return value;
+			})
+			.catch(() => undefined);
 	}
 
 	set(key: string, data: unknown, ttl?: number): Promise<unknown> {
 		if ((this as any).connected === false) return Promise.resolve();
+		this.remember(key, data, ttl);
 		return super.set(key, data, ttl).catch(() => undefined);
 	}
 
 	clean(match?: string | string[]): Promise<unknown> {
+		this.local.clear();
 		if ((this as any).connected === false) return Promise.resolve();
-		return super.clean(match).catch(() => undefined);
+		// Again once Redis is clean: a read between the two may have brought back an old answer.
+		return super
+			.clean(match)
+			.catch(() => undefined)
+			.finally(() => this.local.clear());
 	}
 }
 
@@ -143,11 +184,14 @@ export function cacherFor(setting: string | undefined, namespace: string): unkno
 }
 
 /** Cleans this node's cache for the given domain events (Redis: the shared store). */
-export function cleanFor(broker: ServiceBroker, events: readonly string[]): void {
+export function cleanFor(broker: ServiceBroker, events: readonly string[], extra: readonly string[] = []): Promise<void> {
 	const cacher = broker.cacher as any;
-	if (!cacher) return;
-	const patterns = [...new Set(events.flatMap(e => INVALIDATES[e] ?? []))];
-	if (patterns.length) void Promise.resolve(cacher.clean(patterns)).catch(() => undefined);
+	const patterns = [...new Set([...events.flatMap(e => INVALIDATES[e] ?? []), ...extra])];
+	if (!cacher || !patterns.length) return Promise.resolve();
+	return Promise.resolve(cacher.clean(patterns)).then(
+		() => undefined,
+		() => undefined,
+	);
 }
 
 /**
@@ -158,8 +202,22 @@ export function invalidateFor(broker: ServiceBroker, events: readonly string[]):
 	if (!broker.cacher) return;
 	const relevant = events.filter(e => INVALIDATES[e]);
 	if (!relevant.length) return;
-	cleanFor(broker, relevant);
-	if ((broker as any).transit) void broker.broadcast(INVALIDATE_EVENT, { events: relevant }).catch(() => undefined);
+	// The others hear of it once the shared store is clean, so none reads the old answer back into its own tier.
+	void cleanFor(broker, relevant).then(() => {
+		if ((broker as any).transit) void broker.broadcast(INVALIDATE_EVENT, { events: relevant }).catch(() => undefined);
+	});
+}
+
+/**
+ * After a change of one user's own data (their cart) has committed: cleans the answers of `action`
+ * for that user here and on every node, as `invalidateFor` does for domain events.
+ */
+export function forgetUser(broker: ServiceBroker, action: string, userId: string): Promise<void> {
+	if (!broker.cacher) return Promise.resolve();
+	const patterns = [`${action}:u=${userId}|**`];
+	return cleanFor(broker, [], patterns).then(() => {
+		if ((broker as any).transit) void broker.broadcast(INVALIDATE_EVENT, { events: [], patterns }).catch(() => undefined);
+	});
 }
 
 const isShared = (broker: ServiceBroker) => broker.cacher instanceof ForgivingRedisCacher;
@@ -168,12 +226,17 @@ const isShared = (broker: ServiceBroker) => broker.cacher instanceof ForgivingRe
 const CacheService: ServiceSchema = {
 	name: "$cache",
 	events: {
-		[INVALIDATE_EVENT](this: any, ctx: Context<{ events?: string[] }>) {
-			// A shared store was cleaned by the sender; each process's own store is cleaned here.
-			if (Array.isArray(ctx.params?.events) && !isShared(this.broker) && ctx.nodeID !== this.broker.nodeID) cleanFor(this.broker, ctx.params.events);
+		[INVALIDATE_EVENT](this: any, ctx: Context<{ events?: string[]; patterns?: string[] }>) {
+			if (!Array.isArray(ctx.params?.events) || ctx.nodeID === this.broker.nodeID) return;
+			const patterns = Array.isArray(ctx.params.patterns) ? ctx.params.patterns.filter(p => typeof p === "string") : [];
+			// A shared store was cleaned by the sender: only this process's tier in front of it is left; a per-process store is cleaned here.
+			if (isShared(this.broker)) (this.broker.cacher as unknown as ForgivingRedisCacher).forgetLocal();
+			else void cleanFor(this.broker, ctx.params.events, patterns);
 		},
 		"$transporter.connected"(this: any, ctx: Context<{ wasReconnect?: boolean }>) {
-			if (ctx.params?.wasReconnect && !isShared(this.broker)) void (this.broker.cacher as any)?.clean("**");
+			if (!ctx.params?.wasReconnect) return;
+			if (isShared(this.broker)) (this.broker.cacher as unknown as ForgivingRedisCacher).forgetLocal();
+			else void (this.broker.cacher as any)?.clean("**");
 		},
 	},
 };

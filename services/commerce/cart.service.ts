@@ -6,12 +6,18 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, Op, type Transaction } from "sequelize";
 import { type CartLine, MAX_LINES, MAX_QUANTITY, type CatalogProduct, priceCart, sellableLines } from "../../lib/cart/pricing";
+import { forgetUser } from "../../lib/cache";
 import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
 import { checkOrderTotal } from "../../lib/money";
 import type { DomainEvent } from "../../lib/events";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
 import { ConsumerMixin, inboxMigrations } from "../../mixins/consumer.mixin";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
+
+/** How long a cart answer is cached (s): the backstop should a clean be missed (lib/cache.ts). */
+const CART_CACHE_TTL_S = 10;
+/** The actions that change a cart (Moleculer hook names, `|`-separated). */
+const CART_CHANGES = "addItem|setQuantity|removeItem|clear|clearFor";
 
 const migrations: Migration[] = [
 	{
@@ -56,9 +62,28 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 		AccessMixin,
 	],
 
+	hooks: {
+		// A changed cart is cleaned from the read cache on every node before the change answers, also when it failed halfway.
+		after: {
+			[CART_CHANGES](this: Svc, ctx: Ctx<{ customerId?: string }>, res: unknown) {
+				return forgetUser(this.broker, "cart.get", ctx.params?.customerId ?? callerOf(ctx).id).then(() => res);
+			},
+		},
+		error: {
+			[CART_CHANGES](this: Svc, ctx: Ctx<{ customerId?: string }>, err: Error) {
+				return forgetUser(this.broker, "cart.get", ctx.params?.customerId ?? callerOf(ctx).id).then(() => {
+					throw err;
+				});
+			},
+		},
+	},
+
 	actions: {
 		get: {
 			auth: "customer",
+			// Cached per customer (lib/cache.ts), briefly: cleaned after every change of the cart
+			// (the hooks below, the order confirmation) and by catalog.product.* (names, prices, status).
+			cache: { ttl: CART_CACHE_TTL_S, byUser: true } as any,
 			handler(this: Svc, ctx: Ctx) {
 				return this.view(ctx, callerOf(ctx).id);
 			},
@@ -147,6 +172,7 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 			// Plain SQL on the handler's transaction: this runs once per checkout (lib/db/sql.ts).
 			const p = this.sql.params();
 			await this.sql.on(t).query(`DELETE FROM cart_items WHERE customer_id = ${p.text(e.customerId)} AND added_at <= ${p.ts(new Date(e.occurredAt))}`, p.values);
+			t.afterCommit(() => void forgetUser(this.broker, "cart.get", e.customerId));
 		},
 	},
 

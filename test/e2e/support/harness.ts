@@ -68,6 +68,20 @@ export class TestCluster {
 	async start(): Promise<void> {
 		for (const spec of this.specs) await this.spawnNode(spec);
 		await this.waitUntil(async () => this.port > 0 && (await this.http("GET", "/health/ready")).status === 200, 60_000, "gateway ready");
+		// Every gateway replica, when there are several.
+		for (const gw of this.gateways()) {
+			await this.waitUntil(async () => this.httpPort(gw) !== null && (await this.http("GET", "/health/ready", { via: gw })).status === 200, 60_000, `${gw} ready`);
+		}
+	}
+
+	/** The HTTP port a gateway node reported (null before it started): with several gateway replicas, each has its own. */
+	httpPort(name: string): number | null {
+		return this.nodes.get(name)?.httpPort ?? null;
+	}
+
+	/** The names of the running nodes that serve HTTP (the gateway replicas). */
+	gateways(): string[] {
+		return [...this.nodes].filter(([, n]) => n.spec.services.includes("api")).map(([name]) => name);
 	}
 
 	/** The metrics/health port a node reported (null before it started, or with metrics off). */
@@ -225,7 +239,8 @@ export class TestCluster {
 		}
 	}
 
-	async http(method: string, path: string, opts: { body?: unknown; raw?: string; token?: string; headers?: Record<string, string> } = {}): Promise<HttpResult> {
+	/** A request to the gateway that started last, or to the gateway replica named `via`. */
+	async http(method: string, path: string, opts: { body?: unknown; raw?: string; token?: string; headers?: Record<string, string>; via?: string } = {}): Promise<HttpResult> {
 		const headers: Record<string, string> = { ...opts.headers };
 		if (opts.token) headers.authorization = `Bearer ${opts.token}`;
 		let body: string | undefined;
@@ -235,7 +250,8 @@ export class TestCluster {
 			headers["content-type"] ??= "application/json";
 		}
 		const t0 = Date.now();
-		const res = await fetch(this.baseUrl + path, { method, headers, body, signal: AbortSignal.timeout(30_000) });
+		const base = opts.via ? `http://127.0.0.1:${this.httpPort(opts.via)}` : this.baseUrl;
+		const res = await fetch(base + path, { method, headers, body, signal: AbortSignal.timeout(30_000) });
 		const text = await res.text();
 		let parsed: unknown = text;
 		try {
