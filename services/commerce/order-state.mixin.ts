@@ -10,6 +10,7 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, type Transaction } from "sequelize";
 import { Errors } from "moleculer";
+import { config } from "../../config";
 import type { EventName } from "../../lib/events";
 import { type FulfillmentFact, type OrderRefund, type OrderStatus, decideFulfillmentFact, decideRefund } from "../../lib/orders/transitions";
 import { type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
@@ -72,6 +73,7 @@ type Svc = Service &
 		applyFulfillmentFact(orderId: string, fact: FulfillmentFact, t?: Transaction): Promise<{ orderId: string; status: string }>;
 		applyOperatorRefund(r: RefundReport, t?: Transaction, ctx?: Context): Promise<{ orderId: string; status: string; outcome: string }>;
 		withOrderLocked<T>(outer: Transaction | undefined, fn: (t: Transaction) => Promise<T>): Promise<T>;
+		settledStatus(orderId: string): Promise<string>;
 	};
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
@@ -108,6 +110,20 @@ export const OrderStateMixin = {
 				return this.applyOperatorRefund({ ...ctx.params, operator: true }, undefined, ctx);
 			},
 		},
+		/**
+		 * The customer's first DELIVERED order containing the product (`{ orderId }` or `{ orderId: null }`):
+		 * reviews asks when its eligibility (built from `orders.order.delivered`) has not caught up yet, so a
+		 * buyer may review as soon as the last `deliver` answered (API.md, NOT_A_BUYER).
+		 */
+		deliveredContaining: {
+			params: { customerId: "string|max:36", productId: "string|max:36" },
+			async handler(this: Svc, ctx: Context<{ customerId: string; productId: string }>) {
+				const rows: any[] = await this.models.Order.findAll({ where: { customer_id: ctx.params.customerId, status: "DELIVERED" }, attributes: ["id", "items"], order: [["id", "ASC"]], raw: true });
+				const hit = rows.find(o => (jsonColumn<any[]>(o.items, []) ?? []).some(i => i.productId === ctx.params.productId));
+				return { orderId: hit?.id ?? null };
+			},
+		},
+
 		/** The statuses of these orders, `{ [orderId]: status }` (unknown ids left out): what the payments reconciler compares with. */
 		statuses: {
 			params: { ids: { type: "array", items: "string|max:36", max: 1000 } },
@@ -130,6 +146,16 @@ export const OrderStateMixin = {
 					if (!(err instanceof OrderNotReadyError) || String(err.message).includes("not confirmed") || attempt >= 5) throw err;
 					await sleep(20 * attempt);
 				}
+			}
+		},
+
+		/** The order's status once it has left CONFIRMED, or as it is after 2 × CHECKOUT_WAIT_MS (a cancellation driven elsewhere). */
+		async settledStatus(this: Svc, orderId: string): Promise<string> {
+			const until = Date.now() + 2 * config().CHECKOUT_WAIT_MS;
+			for (;;) {
+				const o: any = await this.models.Order.findByPk(orderId, { attributes: ["status"], raw: true });
+				if (o.status !== "CONFIRMED" || Date.now() > until) return o.status;
+				await sleep(50);
 			}
 		},
 
@@ -185,6 +211,8 @@ export const OrderStateMixin = {
 					this.logger.info("Order cancelled by a full refund before shipment", { orderId: r.orderId, refundId: r.refundId });
 					return { orderId: r.orderId, status: after.status as string, outcome: "cancel" };
 				} catch (err) {
+					// The refund's event got there first and its cancellation runs: the caller waits for it.
+					if ((err as any)?.type === "CANCELLATION_IN_PROGRESS") return { orderId: r.orderId, status: await this.settledStatus(r.orderId), outcome: "cancel" };
 					if ((err as any)?.type !== "NOT_CANCELLABLE") throw err;
 					// A parcel shipped meanwhile: the refund is recorded on the order, which keeps its status.
 					return this.withOrderLocked(undefined, async t => {

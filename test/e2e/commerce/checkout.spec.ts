@@ -107,7 +107,7 @@ describe("checkout saga", () => {
 		expect(cancelled.status).toBe(200);
 		expect(cancelled.body.status).toBe("CANCELLED");
 		const payments = (await cluster.http("GET", `/api/v1/admin/payments?orderId=${o.id}`, { token: admin })).body.items;
-		expect(payments).toEqual([expect.objectContaining({ status: "REFUNDED", captured: o.total.amount, refunded: o.total.amount })]);
+		expect(payments).toEqual([expect.objectContaining({ status: "REFUNDED", captured: o.total, refunded: o.total })]);
 		expect((await cluster.http("GET", `/api/v1/admin/inventory/${product.sku}`, { token: admin })).body).toEqual(before);
 	});
 });
@@ -182,7 +182,7 @@ describe("200 concurrent checkouts for 50 units", () => {
 		// Invariant 3, from the payments service's own data.
 		for (const o of orders) {
 			const pays = (await cluster.http("GET", `/api/v1/admin/payments?orderId=${o.id}`, { token: admin })).body.items;
-			const net = pays.reduce((n: number, x: any) => n + x.captured - x.refunded, 0);
+			const net = pays.reduce((n: number, x: any) => n + x.captured.amount - x.refunded.amount, 0);
 			expect(net).toBe(o.status === "CONFIRMED" ? o.total.amount : 0);
 			expect(pays.some((x: any) => x.status === "AUTHORIZED")).toBe(false);
 		}

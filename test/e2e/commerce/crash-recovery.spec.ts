@@ -157,7 +157,7 @@ async function invariants(customer: any, key: string, body: unknown, answer: any
 	// Invariant 3: captured − refunded is the total when confirmed, else 0; nothing left authorised; one payment.
 	const pays = (await cluster.http("GET", `/api/v1/admin/payments?orderId=${order.id}`, { token: admin })).body.items;
 	expect(pays).toHaveLength(1);
-	expect(pays[0].captured - pays[0].refunded).toBe(order.status === "CONFIRMED" ? order.total.amount : 0);
+	expect(pays[0].captured.amount - pays[0].refunded.amount).toBe(order.status === "CONFIRMED" ? order.total.amount : 0);
 	expect(pays[0].status).not.toBe("AUTHORIZED");
 
 	// Invariants 1 and 2: nothing left reserved, on hand down by one exactly when confirmed.
