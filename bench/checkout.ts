@@ -36,7 +36,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, chownSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { cpus, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { QueryTypes, Sequelize } from "sequelize";
 
@@ -184,6 +184,7 @@ interface Snapshot {
 }
 
 async function main(): Promise<void> {
+	const loadBefore = Number(loadavg()[0].toFixed(2));
 	let nats: Awaited<ReturnType<typeof startNats>> | null = null;
 	let pg: Awaited<ReturnType<typeof startPostgres>> | null = null;
 	const ownServers = !SHARED && existsSync(join(PG_BIN, "initdb"));
@@ -416,7 +417,8 @@ async function main(): Promise<void> {
 				);
 			}
 			await Promise.all(inFlight);
-			return { latencies, statuses, elapsedS: seconds };
+			// From the first send to the last answer: below the offered rate when the system fell behind.
+			return { latencies, statuses, elapsedS: (performance.now() - t0) / 1000 };
 		};
 
 		console.log(`warming up ${WARMUP_S}s with ${CONCURRENCY} clients...`);
@@ -430,7 +432,8 @@ async function main(): Promise<void> {
 			benchmark: `checkout through the gateway (POST /api/v1/orders, tok_visa, 1 line of a random SKU out of ${SKUS})`,
 			command: `npm run bench:checkout   # BENCH_CONCURRENCY=${CONCURRENCY} BENCH_CLOSED_S=${CLOSED_S} BENCH_RATE=${RATE} BENCH_OPEN_S=${OPEN_S} BENCH_ONE_S=${ONE_S} BENCH_SKUS=${SKUS}`,
 			date: new Date().toISOString(),
-			machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, node: process.version },
+			// The machine is shared: the load before the cluster started says how much else ran meanwhile.
+			machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, node: process.version, loadAverage1mBeforeStart: loadBefore, loadAverage1mAtEnd: Number(loadavg()[0].toFixed(2)) },
 			topology: `5 node processes (gateway, identity, catalog, commerce, inventory) over NATS + PostgreSQL on one machine; ${ownServers ? "the bench's own nats-server and PostgreSQL 15 instance (pg_stat_statements)" : "the shared nats-server and PostgreSQL"}`,
 			method: {
 				cpu: "utime+stime from /proc/<pid>/stat of the 5 node processes, every PostgreSQL process of the instance and nats-server, sampled every 100 ms over the phase plus its drain",
