@@ -195,7 +195,10 @@ export const OrderStateMixin = {
 				this.models.Order.update({ refunds, refunded_total: total, version: Number(o.version ?? 0) + 1, updated_at: new Date() }, { where: { id: o.id, version: Number(o.version ?? 0) }, transaction: t });
 			const decided = await this.withOrderLocked(outer, async t => {
 				const o: any = await this.models.Order.findByPk(r.orderId, { transaction: t, lock: t.LOCK.UPDATE, raw: true });
-				if (!o) throw new OrderNotReadyError(r.orderId, "unknown order");
+				if (!o) {
+					this.logger.warn("Operator refund for an order unknown here; nothing to record", { orderId: r.orderId, refundId: r.refundId });
+					return { o: { status: "UNKNOWN" }, kind: "noop" as const };
+				}
 				const d = decideRefund(o.status, jsonColumn<OrderRefund[]>(o.refunds, []) ?? [], refund, Boolean(r.fullyRefunded));
 				if (d.kind === "retry") throw new OrderNotReadyError(r.orderId, d.reason);
 				if (d.kind === "record") {

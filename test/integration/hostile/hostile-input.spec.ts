@@ -98,7 +98,7 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input on %s", db => {
 			const again = await send("GET", `/orders/${r.body.id}`, { token: shopper.token });
 			expect(again.body.total).toEqual({ amount: 1_000_000_000, currency: "USD" });
 			const payments = await send("GET", `/admin/payments?orderId=${r.body.id}`, { token: admin });
-			expect(payments.body.items[0]).toMatchObject({ amount: { amount: 1_000_000_000, currency: "USD" }, captured: 1_000_000_000 });
+			expect(payments.body.items[0]).toMatchObject({ amount: { amount: 1_000_000_000, currency: "USD" }, captured: { amount: 1_000_000_000, currency: "USD" } });
 		});
 
 		if (db === "PostgreSQL") {
