@@ -310,6 +310,19 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input, second round, o
 			expect((await send("POST", "/shipping/rates", { token: shopper.token, body: { address: { ...ADDRESS, country: "DE" }, items: [{ productId: P.id, quantity: 1 }] } })).status).toBe(200);
 		});
 
+		it("sets the stock of a SKU sent in another case, instead of starting a twin line no product reads", async () => {
+			const S = await product(send, admin, `Case-${db}`, 300, 40);
+			const lower = await send("PUT", `/admin/inventory/${S.sku.toLowerCase()}`, { token: admin, body: { warehouseId: "wh-east", onHand: 25 } });
+			expect([lower.status, lower.body.sku, lower.body.warehouses]).toEqual([200, S.sku, [expect.objectContaining({ warehouseId: "wh-east", onHand: 25 })]]);
+			const upper = await send("GET", `/admin/inventory/${S.sku.toUpperCase()}`, { token: admin });
+			expect([upper.status, upper.body.sku, upper.body.warehouses.map((w: any) => w.onHand)]).toEqual([200, S.sku, [25]]);
+			const page = await until(
+				() => send("GET", `/products/${S.id}`),
+				r => r.body.availability?.quantity === 25,
+			);
+			expect(page.body.availability).toEqual({ inStock: true, quantity: 25 });
+		});
+
 		it("refuses the same product on two lines of a shipping quote, as a checkout does", async () => {
 			const r = await send("POST", "/shipping/rates", { token: shopper.token, body: { address: ADDRESS, items: [{ productId: P.id, quantity: 99 }, { productId: P.id, quantity: 99 }] } });
 			expect([r.status, r.body.type, r.body.data?.[0]?.field]).toEqual([422, "DUPLICATE_LINE", "items[1].productId"]);
