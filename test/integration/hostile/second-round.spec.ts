@@ -278,6 +278,13 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input, second round, o
 			expect(await writtenRows(platform)).toEqual(before);
 		});
 
+		it("logs in with a password typed in another Unicode spelling (NFD for NFC)", async () => {
+			const email = `nfd-${db.toLowerCase()}@example.com`;
+			expect((await send("POST", "/auth/register", { body: { email, password: "pa\u00dfwort-\u00e9t\u00e9", firstName: "N", lastName: "F" } })).status).toBe(201);
+			const r = await send("POST", "/auth/login", { body: { email, password: "pa\u00dfwort-e\u0301te\u0301" } });
+			expect([r.status, r.body.user?.typ]).toEqual([200, "customer"]);
+		});
+
 		it("refuses look-alike emails (mixed scripts, fullwidth letters, ligatures) with 422, and takes real international ones", async () => {
 			const base = `look-${db.toLowerCase()}`;
 			for (const email of [`${base.replace("o", "\u043e")}@example.com`, `\uff4c${base.slice(1)}@example.com`, `${base}\ufb01@example.com`, `${base}@\u0435xample.com`, `${base}@exa\u0430mple.com`]) {
