@@ -229,10 +229,12 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input, second round, o
 			expect((await send("GET", "/cart", { token: shopper.token })).body).toEqual(before);
 		});
 
-		it("refuses a query string that is not percent-encoded UTF-8 with 400, as a path already is", async () => {
+		it("refuses a query string or a path that is not percent-encoded UTF-8 with 400, each named", async () => {
 			const r = await send("GET", "/products?brand=%E0%A4%A");
 			expect([r.status, r.body]).toEqual([400, errorShape(400, "BAD_QUERY_ENCODING")]);
 			expect((await send("GET", "/search?q=%C0%AE")).status).toBe(400);
+			const path = await send("GET", "/products/%E0%A4%A");
+			expect([path.status, path.body]).toEqual([400, errorShape(400, "BAD_PATH_ENCODING")]);
 		});
 
 		it("reads numbers in a query as decimal numbers only, and an empty one as not given", async () => {
