@@ -332,6 +332,12 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input, second round, o
 			expect(page.body.availability).toEqual({ inStock: true, quantity: 25 });
 		});
 
+		it("refuses image URLs that carry a user name or password (every shopper sees them)", async () => {
+			const r = await send("PATCH", `/products/${P.id}`, { token: admin, body: { images: ["https://cdn-user:s3cret@cdn.example/kettle.jpg"] } });
+			expect([r.status, r.body.data?.[0]]).toEqual([422, { field: "images", message: "The 'images' field must not hold a user name or password." }]);
+			expect((await send("GET", `/products/${P.id}`)).body.images).toEqual([]);
+		});
+
 		it("refuses the same product on two lines of a shipping quote, as a checkout does", async () => {
 			const r = await send("POST", "/shipping/rates", { token: shopper.token, body: { address: ADDRESS, items: [{ productId: P.id, quantity: 99 }, { productId: P.id, quantity: 99 }] } });
 			expect([r.status, r.body.type, r.body.data?.[0]?.field]).toEqual([422, "DUPLICATE_LINE", "items[1].productId"]);
