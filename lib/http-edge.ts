@@ -115,8 +115,9 @@ export function jsonBody(opts: BodyOptions): Middleware {
  * Headers a request may carry once. Node keeps the first of two `Content-Type` or `Authorization`
  * headers and joins two `Idempotency-Key`s into "a, b"; a proxy in front may pick the other one,
  * so two of them are refused (400 DUPLICATE_HEADER) rather than one read as the client did not mean.
+ * (`X-Request-Id` is not among them: a proxy may add its own, and two make the gateway pick a fresh id.)
  */
-export const SINGLE_HEADERS: ReadonlySet<string> = new Set(["authorization", "content-type", "content-encoding", "idempotency-key", "x-request-id", "host"]);
+export const SINGLE_HEADERS: ReadonlySet<string> = new Set(["authorization", "content-type", "content-encoding", "idempotency-key", "host"]);
 
 /** The first header of SINGLE_HEADERS that `rawHeaders` (Node's name, value, name, value… list) holds twice, or undefined. */
 export function repeatedHeader(rawHeaders: readonly string[]): string | undefined {

@@ -50,6 +50,8 @@ const BODY_ERRORS: Record<string, [number, string, string]> = {
 	INVALID_REQUEST_BODY: [400, "INVALID_JSON", "Malformed JSON body"],
 	Z_DATA_ERROR: [400, "INVALID_CONTENT_ENCODING", "The body is not valid for its Content-Encoding"],
 	Z_BUF_ERROR: [400, "INVALID_CONTENT_ENCODING", "The body is not valid for its Content-Encoding"],
+	// moleculer-web's path decoding (`/products/%E0%A4%A`): named as the query's twin (lib/http-edge.ts), without echoing the text.
+	UNABLE_DECODE_PARAM: [400, "BAD_PATH_ENCODING", "The path is not valid percent-encoded UTF-8"],
 };
 
 /** `type` values are UPPER_SNAKE (API.md); a library's `charset.unsupported` becomes `CHARSET_UNSUPPORTED`. */

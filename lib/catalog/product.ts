@@ -54,6 +54,20 @@ export const DEFAULT_WEIGHT_GRAMS = 500;
 /** "A small flat object": scalar values only, and not too many of them. */
 export const MAX_ATTRIBUTES = 30;
 
+/**
+ * An image is an http(s) URL without a user name or password: every shopper sees the catalog's
+ * image URLs, and `https://user:secret@cdn.example/x.jpg` would publish the secret with them.
+ */
+export const IMAGE_URL_RULE = {
+	type: "url",
+	max: 500,
+	custom: (value: unknown, errors: { type: string; actual?: unknown }[]) => {
+		if (typeof value === "string" && /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(value)) errors.push({ type: "urlCredentials" });
+		return value;
+	},
+	messages: { urlCredentials: "The '{field}' field must not hold a user name or password." },
+};
+
 /** The fields an admin sets (fastest-validator; the broker's validator refuses any other). */
 const productFields = {
 	name: singleLine(1, 200),
@@ -62,7 +76,7 @@ const productFields = {
 	categoryId: "string|min:1|max:64",
 	price: { type: "object", strict: true, props: { amount: UNIT_PRICE_RULE, currency: { type: "equal", value: "USD" } } },
 	attributes: { type: "record", key: "string|min:1|max:40", value: [{ type: "string", max: 200 }, { type: "number", min: -1e12, max: 1e12 }, { type: "boolean" }] },
-	images: { type: "array", items: "url|max:500", max: 20 },
+	images: { type: "array", items: IMAGE_URL_RULE, max: 20 },
 	weightGrams: "number|integer|min:1|max:100000",
 	status: { type: "enum", values: ["active", "draft"] },
 };

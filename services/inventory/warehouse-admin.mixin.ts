@@ -11,7 +11,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { Op, type Transaction } from "sequelize";
+import { Op, type Transaction, col, fn, where } from "sequelize";
 import { ConflictError, NotFoundError } from "../../lib/errors";
 import { type WarehouseAddress, type WarehouseRecord, createWarehouseParams, totalAvailable, updateWarehouseParams, warehouseColumns, warehouseSnapshot, warehouseView } from "../../lib/inventory/warehouses";
 import type { DbMethods } from "../../mixins/db.mixin";
@@ -134,6 +134,18 @@ const schema: Partial<ServiceSchema<any, any, any, Svc>> = {
 	},
 
 	methods: {
+		/**
+		 * The spelling under which stock of `sku` is kept. A SKU is unique regardless of case
+		 * (API.md): `PUT /admin/inventory/bt-1005` must change the stock of BT-1005, not start a
+		 * second line "bt-1005" that no product's availability ever reads (issue 9, second round).
+		 * The exact spelling first (an index hit), then any case; a SKU with no stock yet is kept as sent.
+		 */
+		async storedSku(this: Svc, sku: string, t?: Transaction): Promise<string> {
+			if (await this.models.Stock.findOne({ where: { sku }, attributes: ["sku"], transaction: t, raw: true })) return sku;
+			const other: any = await this.models.Stock.findOne({ where: where(fn("lower", col("sku")), sku.toLowerCase()), attributes: ["sku"], order: [["sku", "ASC"]], transaction: t, raw: true });
+			return other?.sku ?? sku;
+		},
+
 		async setStockBatch(this: Svc, items: StockItem[], dryRun: boolean, reference: string | null): Promise<StockResult[]> {
 			const run = async (t?: Transaction) => {
 				const warehouses = new Map<string, boolean>(((await this.models.Warehouse.findAll({ attributes: ["id", "active"], transaction: t, raw: true })) as any[]).map(w => [w.id, Boolean(w.active)]));

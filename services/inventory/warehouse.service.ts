@@ -227,9 +227,11 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 			auth: "admin",
 			params: { sku: "string|min:1|max:64" },
 			async handler(this: Svc, ctx: Context<{ sku: string }>) {
-				const rows: any[] = await this.models.Stock.findAll({ where: { sku: ctx.params.sku }, order: [["warehouse_id", "ASC"]], raw: true });
+				// Any case of the SKU finds its stock (warehouse-admin.mixin.ts storedSku).
+				const sku = await this.storedSku(ctx.params.sku);
+				const rows: any[] = await this.models.Stock.findAll({ where: { sku }, order: [["warehouse_id", "ASC"]], raw: true });
 				if (!rows.length) throw new NotFoundError("Stock for this SKU", "SKU_NOT_FOUND");
-				return this.stockView(ctx.params.sku, rows);
+				return this.stockView(sku, rows);
 			},
 		},
 
@@ -238,8 +240,10 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 			roles: ["ops"],
 			params: { sku: SKU_RULE, warehouseId: "string|min:1|max:36", onHand: "number|integer|min:0|max:10000000" },
 			async handler(this: Svc, ctx: Context<{ sku: string; warehouseId: string; onHand: number }>) {
-				const { sku, warehouseId, onHand } = ctx.params;
+				const { warehouseId, onHand } = ctx.params;
 				if (!(await this.models.Warehouse.findByPk(warehouseId))) throw new NotFoundError("Warehouse", "WAREHOUSE_NOT_FOUND");
+				// The stock of this SKU in whatever case it is kept (warehouse-admin.mixin.ts storedSku), not a twin line.
+				const sku: string = await this.storedSku(ctx.params.sku);
 				await this.transaction(async (t: Transaction) => {
 					await this.models.Stock.bulkCreate([{ sku, warehouse_id: warehouseId, on_hand: 0, reserved: 0 }], { ignoreDuplicates: true, transaction: t });
 					const row: any = await this.models.Stock.findOne({ where: { sku, warehouse_id: warehouseId }, transaction: t, lock: t.LOCK.UPDATE, raw: true });

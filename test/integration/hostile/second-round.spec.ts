@@ -229,10 +229,12 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input, second round, o
 			expect((await send("GET", "/cart", { token: shopper.token })).body).toEqual(before);
 		});
 
-		it("refuses a query string that is not percent-encoded UTF-8 with 400, as a path already is", async () => {
+		it("refuses a query string or a path that is not percent-encoded UTF-8 with 400, each named", async () => {
 			const r = await send("GET", "/products?brand=%E0%A4%A");
 			expect([r.status, r.body]).toEqual([400, errorShape(400, "BAD_QUERY_ENCODING")]);
 			expect((await send("GET", "/search?q=%C0%AE")).status).toBe(400);
+			const path = await send("GET", "/products/%E0%A4%A");
+			expect([path.status, path.body]).toEqual([400, errorShape(400, "BAD_PATH_ENCODING")]);
 		});
 
 		it("reads numbers in a query as decimal numbers only, and an empty one as not given", async () => {
@@ -278,6 +280,13 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input, second round, o
 			expect(await writtenRows(platform)).toEqual(before);
 		});
 
+		it("logs in with a password typed in another Unicode spelling (NFD for NFC)", async () => {
+			const email = `nfd-${db.toLowerCase()}@example.com`;
+			expect((await send("POST", "/auth/register", { body: { email, password: "pa\u00dfwort-\u00e9t\u00e9", firstName: "N", lastName: "F" } })).status).toBe(201);
+			const r = await send("POST", "/auth/login", { body: { email, password: "pa\u00dfwort-e\u0301te\u0301" } });
+			expect([r.status, r.body.user?.typ]).toEqual([200, "customer"]);
+		});
+
 		it("refuses look-alike emails (mixed scripts, fullwidth letters, ligatures) with 422, and takes real international ones", async () => {
 			const base = `look-${db.toLowerCase()}`;
 			for (const email of [`${base.replace("o", "\u043e")}@example.com`, `\uff4c${base.slice(1)}@example.com`, `${base}\ufb01@example.com`, `${base}@\u0435xample.com`, `${base}@exa\u0430mple.com`]) {
@@ -308,6 +317,25 @@ describe.each(["SQLite", "PostgreSQL"] as const)("hostile input, second round, o
 			]);
 			expect(await writtenRows(platform)).toEqual(before);
 			expect((await send("POST", "/shipping/rates", { token: shopper.token, body: { address: { ...ADDRESS, country: "DE" }, items: [{ productId: P.id, quantity: 1 }] } })).status).toBe(200);
+		});
+
+		it("sets the stock of a SKU sent in another case, instead of starting a twin line no product reads", async () => {
+			const S = await product(send, admin, `Case-${db}`, 300, 40);
+			const lower = await send("PUT", `/admin/inventory/${S.sku.toLowerCase()}`, { token: admin, body: { warehouseId: "wh-east", onHand: 25 } });
+			expect([lower.status, lower.body.sku, lower.body.warehouses]).toEqual([200, S.sku, [expect.objectContaining({ warehouseId: "wh-east", onHand: 25 })]]);
+			const upper = await send("GET", `/admin/inventory/${S.sku.toUpperCase()}`, { token: admin });
+			expect([upper.status, upper.body.sku, upper.body.warehouses.map((w: any) => w.onHand)]).toEqual([200, S.sku, [25]]);
+			const page = await until(
+				() => send("GET", `/products/${S.id}`),
+				r => r.body.availability?.quantity === 25,
+			);
+			expect(page.body.availability).toEqual({ inStock: true, quantity: 25 });
+		});
+
+		it("refuses image URLs that carry a user name or password (every shopper sees them)", async () => {
+			const r = await send("PATCH", `/products/${P.id}`, { token: admin, body: { images: ["https://cdn-user:s3cret@cdn.example/kettle.jpg"] } });
+			expect([r.status, r.body.data?.[0]]).toEqual([422, { field: "images", message: "The 'images' field must not hold a user name or password." }]);
+			expect((await send("GET", `/products/${P.id}`)).body.images).toEqual([]);
 		});
 
 		it("refuses the same product on two lines of a shipping quote, as a checkout does", async () => {

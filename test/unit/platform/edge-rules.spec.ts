@@ -3,9 +3,11 @@
  * (issue 9, second round): headers sent twice, query strings that do not decode, one name from
  * two places, numbers in query strings, look-alike emails.
  */
+import argon2 from "argon2";
 import { emailProblem, mixesScripts } from "../../../lib/identity/email";
 import { parseJsonBody, roundedToWhole } from "../../../lib/http-body";
 import { malformedQueryPiece, paramConflicts, repeatedHeader } from "../../../lib/http-edge";
+import { hashPassword, verifyPassword } from "../../../lib/passwords";
 import { DECIMAL_TEXT, StrictValidator } from "../../../lib/validator";
 
 describe("headers a request may carry once", () => {
@@ -72,5 +74,17 @@ describe("JSON numbers that would arrive as other whole numbers", () => {
 		}
 		for (const good of ["1", "1.0", "1.5e1", "2e2", "0.5", "0.1", "-0", "1e20", "100.000"]) expect([good, roundedToWhole(Number(good), good)]).toEqual([good, false]);
 		expect(parseJsonBody('{"a": 1.0, "b": 1.5e1, "c": 0.1}', 16)).toEqual({ a: 1, b: 15, c: 0.1 });
+	});
+});
+
+describe("passwords in any Unicode spelling", () => {
+	it("takes the NFD spelling of an NFC password and the other way round, and still verifies hashes of the text as sent", async () => {
+		const nfc = "pa\u00dfwort-\u00e9t\u00e9";
+		const nfd = "pa\u00dfwort-e\u0301te\u0301";
+		expect(await verifyPassword(await hashPassword(nfc), nfd)).toBe(true);
+		expect(await verifyPassword(await hashPassword(nfd), nfc)).toBe(true);
+		const legacy = await argon2.hash(nfd, { type: argon2.argon2id });
+		expect(await verifyPassword(legacy, nfd)).toBe(true);
+		expect(await verifyPassword(legacy, "pa\u00dfwort-ete")).toBe(false);
 	});
 });
