@@ -153,8 +153,8 @@ const ApiService: ServiceSchema = {
 			async handler(this: any, ctx: Context<unknown, any>) {
 				const report = await this.readiness();
 				ctx.meta.$statusCode = report.status === "ok" ? 200 : 503;
-				// Public: what is down or degraded, not which node or services answer (the metrics port has those).
-				return { status: report.status, down: report.down, degraded: report.degraded };
+				// The full report for operators (`call api.ready`); the public route answers only names (lib/public-readiness.ts).
+				return report;
 			},
 		},
 
