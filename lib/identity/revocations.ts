@@ -23,12 +23,16 @@ export const SESSIONS_REVOKED_EVENT = "auth.sessions.revoked";
 export const SYNC_EVERY_MS = 1000;
 /** Longest a revoked session may still be used on any replica (ms): the stated bound. */
 export const REVOCATION_BOUND_MS = 3000;
+/** Sessions remembered as active per replica, at most (the oldest is asked about again). */
+const KNOWN_MAX = 100_000;
 /** Each look starts this far before the previous answer's time, against clock skew between `auth` replicas (ms). */
 const OVERLAP_MS = 2000;
 
 export class RevocationList {
 	/** sid → revocation time (ms). */
 	private readonly revoked = new Map<string, number>();
+	/** Sessions `auth` said were active, once each per replica (sid → when asked, ms), oldest first. */
+	private readonly known = new Map<string, number>();
 	private cursor = 0;
 	private lastSyncOkAt = 0;
 	private timer: NodeJS.Timeout | undefined;
@@ -54,7 +58,11 @@ export class RevocationList {
 
 	/** Records revocations (from the broadcast or a look). */
 	add(sids: readonly string[], revokedAt: number): void {
-		for (const sid of sids) if (typeof sid === "string") this.revoked.set(sid, revokedAt);
+		for (const sid of sids) {
+			if (typeof sid !== "string") continue;
+			this.revoked.set(sid, revokedAt);
+			this.known.delete(sid);
+		}
 	}
 
 	/** True when the last successful look at `auth` is recent enough for the bound to hold without asking. */
@@ -63,14 +71,22 @@ export class RevocationList {
 	}
 
 	/**
-	 * Whether the session may be used: false when it is known revoked; otherwise true while the list
-	 * is fresh, else `auth.sessionActive`'s answer (its errors propagate: 503 when auth is unreachable,
-	 * as before this list existed).
+	 * Whether the session may be used: false when it is known revoked; true for a session `auth`
+	 * confirmed on this replica before, while the list is fresh; else `auth.sessionActive`'s
+	 * answer, remembered when true (so a session that never existed is refused, and each session
+	 * costs one call per replica; errors propagate: 503 when auth is unreachable, as before).
 	 */
 	async isActive(ctx: Context, sid: string): Promise<boolean> {
 		if (this.revoked.has(sid)) return false;
-		if (this.isFresh()) return true;
-		return ctx.call("auth.sessionActive", { sid });
+		if (this.known.has(sid) && this.isFresh()) return true;
+		const asked = this.now();
+		const active: boolean = await ctx.call("auth.sessionActive", { sid });
+		// A revocation that arrived meanwhile wins.
+		if (active && !this.revoked.has(sid)) {
+			this.known.set(sid, asked);
+			if (this.known.size > KNOWN_MAX) this.known.delete(this.known.keys().next().value!);
+		}
+		return active;
 	}
 
 	/** One look at `auth.revokedSince`; quiet when auth is not in the cluster (no call, no error). */
@@ -94,6 +110,11 @@ export class RevocationList {
 	private prune(): void {
 		const oldest = this.now() - this.keepMs;
 		for (const [sid, at] of this.revoked) if (at < oldest) this.revoked.delete(sid);
+		// Asked again after a token's lifetime: a session also ends by expiring.
+		for (const [sid, at] of this.known) {
+			if (at >= oldest) break;
+			this.known.delete(sid);
+		}
 	}
 
 	get size(): number {

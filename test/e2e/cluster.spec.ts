@@ -89,8 +89,10 @@ describe("npm run cluster", () => {
 	it("starts one node per service group and reports the gateway ready", async () => {
 		const res = await fetch(`${base}/health/ready`);
 		expect(res.status).toBe(200);
-		// Anonymous clients see names only (lib/public-readiness.ts); the node's details are on its metrics port.
+		// The public answer names what is down or degraded, nothing of the node (issue 10).
 		expect(await res.json()).toEqual({ status: "ok", down: [], degraded: [] });
+		// The cluster says which read cache its nodes use.
+		expect(out).toMatch(/read cache: (Redis at|in memory per node)/);
 		const groups = out.match(/ready in [\d.]+ s: (.*)/)?.[1];
 		const expected = [
 			["gateway", ["api"]],

@@ -20,15 +20,23 @@ function fakeBroker(revoked: { sid: string; revokedAt: number }[], clock: { now:
 describe("RevocationList", () => {
 	const ctx = (answer: boolean) => ({ call: jest.fn(async () => answer) }) as any;
 
-	it("refuses a session named by the broadcast at once, without asking auth", async () => {
+	it("refuses a session auth does not know, and one named by the broadcast at once", async () => {
+		const unknown = new RevocationList(fakeBroker([], { now: 0 }) as any, 905_000, () => 0);
+		expect(await unknown.isActive(ctx(false), "never-was")).toBe(false);
+	});
+
+	it("asks auth once per session, then refuses it from the broadcast without asking", async () => {
 		const clock = { now: 1_000_000 };
 		const list = new RevocationList(fakeBroker([], clock) as any, 905_000, () => clock.now);
 		await list.sync();
 		const c = ctx(true);
 		expect(await list.isActive(c, "s1")).toBe(true);
+		expect(await list.isActive(c, "s1")).toBe(true);
+		// Asked once, then known.
+		expect(c.call).toHaveBeenCalledTimes(1);
 		list.add(["s1"], clock.now);
 		expect(await list.isActive(c, "s1")).toBe(false);
-		expect(c.call).not.toHaveBeenCalled();
+		expect(c.call).toHaveBeenCalledTimes(1);
 	});
 
 	it("catches a missed broadcast at the next look, within the bound", async () => {
@@ -36,6 +44,7 @@ describe("RevocationList", () => {
 		const revoked: { sid: string; revokedAt: number }[] = [];
 		const list = new RevocationList(fakeBroker(revoked, clock) as any, 905_000, () => clock.now);
 		await list.sync();
+		expect(await list.isActive(ctx(true), "s2")).toBe(true);
 		clock.now += 10;
 		revoked.push({ sid: "s2", revokedAt: clock.now });
 		clock.now += SYNC_EVERY_MS;
@@ -57,8 +66,9 @@ describe("RevocationList", () => {
 		expect(c.call).toHaveBeenCalledWith("auth.sessionActive", { sid: "s3" });
 		auth.up = true;
 		await list.sync();
+		expect(await list.isActive(ctx(true), "s4")).toBe(true);
 		const again = ctx(false);
-		expect(await list.isActive(again, "s3")).toBe(true);
+		expect(await list.isActive(again, "s4")).toBe(true);
 		expect(again.call).not.toHaveBeenCalled();
 	});
 
