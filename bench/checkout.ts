@@ -196,15 +196,9 @@ async function main(): Promise<void> {
 		process.env.E2E_DATABASE_URL = pg.url;
 	}
 	// After the URLs are set: the harness reads them when it is loaded.
-	const { TestCluster, PG_URL } = await import("../test/e2e/support/harness.js");
+	const { SHOP_NODES, TestCluster, PG_URL } = await import("../test/e2e/support/harness.js");
 	const cluster = new TestCluster(
-		[
-			{ name: "gateway", services: ["api"] },
-			{ name: "identity", services: ["auth", "customers", "users"] },
-			{ name: "catalog", services: ["catalog"] },
-			{ name: "commerce", services: ["cart", "orders", "payments"] },
-			{ name: "inventory", services: ["warehouse", "fulfillment", "shipping"] },
-		],
+		SHOP_NODES,
 		{
 			AUTH_RATE_LIMIT_MAX: "100000",
 			RATE_LIMIT_MAX: "1000000",

@@ -3,18 +3,12 @@
  * events) and PostgreSQL: the saga's outcomes, cancel, idempotency, and the stock and money
  * invariants of DOMAIN.md under 200 concurrent checkouts.
  */
-import { TestCluster } from "../support/harness";
+import { SHOP_NODES, TestCluster } from "../support/harness";
 
 jest.setTimeout(240_000);
 
 const cluster = new TestCluster(
-	[
-		{ name: "gateway", services: ["api"] },
-		{ name: "identity", services: ["auth", "customers", "users"] },
-		{ name: "catalog", services: ["catalog"] },
-		{ name: "commerce", services: ["cart", "orders", "payments"] },
-		{ name: "inventory", services: ["warehouse", "fulfillment", "shipping"] },
-	],
+	SHOP_NODES,
 	{ AUTH_RATE_LIMIT_MAX: "10000", RATE_LIMIT_MAX: "1000000", CHECKOUT_WAIT_MS: "4000" },
 );
 
@@ -25,11 +19,7 @@ let product: { id: string; sku: string; price: { amount: number } };
 
 beforeAll(async () => {
 	await cluster.start();
-	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/products?pageSize=1")).status === 200, 60_000, "catalog");
-	await cluster.waitUntil(async () => (await cluster.http("POST", "/api/v1/auth/login", { body: { email: "x@example.com", password: "nope" } })).status === 401, 60_000, "identity");
-	admin = (await cluster.loginAdmin()).accessToken;
-	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/inventory/HP-1001", { token: admin })).status === 200, 60_000, "warehouse");
-	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/orders", { token: admin })).status === 200, 60_000, "orders");
+	admin = await cluster.waitForShop();
 	buyer = await cluster.registerCustomer("buyer");
 	product = (await cluster.http("GET", "/api/v1/products?category=headphones&pageSize=1")).body.items[0];
 });

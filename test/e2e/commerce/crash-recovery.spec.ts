@@ -11,7 +11,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { TestCluster } from "../support/harness";
+import { SHOP_NODES, TestCluster } from "../support/harness";
 
 jest.setTimeout(900_000);
 
@@ -19,13 +19,7 @@ const FAULTS = join(mkdtempSync(join(tmpdir(), "mc-faults-")), "faults");
 writeFileSync(FAULTS, "");
 
 const cluster = new TestCluster(
-	[
-		{ name: "gateway", services: ["api"] },
-		{ name: "identity", services: ["auth", "customers", "users"] },
-		{ name: "catalog", services: ["catalog"] },
-		{ name: "commerce", services: ["cart", "orders", "payments"] },
-		{ name: "inventory", services: ["warehouse", "fulfillment", "shipping"] },
-	],
+	SHOP_NODES,
 	// A dead driver's lease runs out quickly, so a restarted (or the other) node resumes its sagas at once; parked sagas are retried soon.
 	{
 		AUTH_RATE_LIMIT_MAX: "10000",

@@ -25,11 +25,7 @@ let admin: string;
 
 beforeAll(async () => {
 	await cluster.start();
-	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/products?pageSize=1")).status === 200, 60_000, "catalog");
-	await cluster.waitUntil(async () => (await cluster.http("POST", "/api/v1/auth/login", { body: { email: "x@example.com", password: "nope" } })).status === 401, 60_000, "identity");
-	admin = (await cluster.loginAdmin()).accessToken;
-	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/orders", { token: admin })).status === 200, 60_000, "orders");
-	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/inventory/HP-1001", { token: admin })).status === 200, 60_000, "warehouse");
+	admin = await cluster.waitForShop();
 });
 
 afterAll(async () => {

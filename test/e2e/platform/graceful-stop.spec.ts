@@ -4,19 +4,13 @@
  * new, lets the burst finish, and exits within SHUTDOWN_TIMEOUT_MS.
  */
 import { DEMO_PRODUCTS } from "../../../lib/catalog/demo-data";
-import { TestCluster } from "../support/harness";
+import { SHOP_NODES, TestCluster } from "../support/harness";
 
 jest.setTimeout(180_000);
 
 const SHUTDOWN_TIMEOUT_MS = 10_000;
 const cluster = new TestCluster(
-	[
-		{ name: "gateway", services: ["api"] },
-		{ name: "identity", services: ["auth", "customers", "users"] },
-		{ name: "catalog", services: ["catalog"] },
-		{ name: "commerce", services: ["cart", "orders", "payments"] },
-		{ name: "inventory", services: ["warehouse", "fulfillment", "shipping"] },
-	],
+	SHOP_NODES,
 	// Checkouts answer within CHECKOUT_WAIT_MS (4 s, else 202): the request timeout leaves them room under a burst.
 	{ REQUEST_TIMEOUT_MS: "8000", SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS), RATE_LIMIT_MAX: "100000", AUTH_RATE_LIMIT_MAX: "1000" },
 );

@@ -45,6 +45,18 @@ export interface HttpResult {
 	ms: number;
 }
 
+/**
+ * The cluster topology of `npm run cluster` and the Swarm stack's services, one node process per
+ * group: the shape most e2e tests and bench:checkout run.
+ */
+export const SHOP_NODES: NodeSpec[] = [
+	{ name: "gateway", services: ["api"] },
+	{ name: "identity", services: ["auth", "customers", "users"] },
+	{ name: "catalog", services: ["catalog"] },
+	{ name: "commerce", services: ["cart", "orders", "payments"] },
+	{ name: "inventory", services: ["warehouse", "fulfillment", "shipping"] },
+];
+
 export class TestCluster {
 	readonly id = Math.random().toString(36).slice(2, 8);
 	readonly prefix = `e2e_${this.id}_`;
@@ -278,5 +290,18 @@ export class TestCluster {
 
 	loginAdmin() {
 		return this.login(TEST_ADMIN.email, TEST_ADMIN.password);
+	}
+
+	/**
+	 * Waits until a shopper can buy: catalog answers, identity refuses a wrong password (401),
+	 * and, as the admin, the demo stock and the orders list answer. Returns the admin's access token.
+	 */
+	async waitForShop(timeoutMs = 60_000): Promise<string> {
+		await this.waitUntil(async () => (await this.http("GET", "/api/v1/products?pageSize=1")).status === 200, timeoutMs, "catalog");
+		await this.waitUntil(async () => (await this.http("POST", "/api/v1/auth/login", { body: { email: "x@example.com", password: "nope" } })).status === 401, timeoutMs, "identity");
+		const admin = (await this.loginAdmin()).accessToken;
+		await this.waitUntil(async () => (await this.http("GET", "/api/v1/admin/inventory/HP-1001", { token: admin })).status === 200, timeoutMs, "warehouse");
+		await this.waitUntil(async () => (await this.http("GET", "/api/v1/admin/orders", { token: admin })).status === 200, timeoutMs, "orders");
+		return admin;
 	}
 }
