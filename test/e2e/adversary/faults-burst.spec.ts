@@ -89,7 +89,7 @@ async function report(tag: string, outcomes: Awaited<ReturnType<typeof burst>>) 
 
 it("1. NATS restarted during a burst of 50 checkouts", async () => {
 	const running = burst("nats", 50);
-	await new Promise(r => setTimeout(r, 1500));
+	await new Promise(r => setTimeout(r, 400));
 	await nats.stop("SIGKILL");
 	log("nats killed");
 	await new Promise(r => setTimeout(r, 3000));
@@ -104,7 +104,7 @@ it("1. NATS restarted during a burst of 50 checkouts", async () => {
 
 it("2a. inventory SIGKILLed mid-burst and restarted", async () => {
 	const running = burst("invkill", 50);
-	await new Promise(r => setTimeout(r, 1500));
+	await new Promise(r => setTimeout(r, 400));
 	await cluster.kill("inventory", "SIGKILL");
 	log("inventory killed");
 	await new Promise(r => setTimeout(r, 2000));
@@ -118,7 +118,7 @@ it("2a. inventory SIGKILLed mid-burst and restarted", async () => {
 
 it("2b. commerce SIGSTOPped 5 s mid-burst then SIGCONT", async () => {
 	const running = burst("commstop", 50);
-	await new Promise(r => setTimeout(r, 1500));
+	await new Promise(r => setTimeout(r, 400));
 	cluster.signal("commerce", "SIGSTOP");
 	log("commerce stopped");
 	await new Promise(r => setTimeout(r, 5000));
@@ -139,7 +139,7 @@ it("3. one Idempotency-Key sent 10× concurrently, same body, different body, an
 	log("race", { same: same.map(r => r.status), mixed: mixed.map(r => r.status) });
 	// Across a kill: first attempt, kill commerce, restart, concurrent retries (half with a different body).
 	const first = send("race-kill", body(1));
-	await new Promise(r => setTimeout(r, 200));
+	await new Promise(r => setTimeout(r, 40));
 	await cluster.kill("commerce", "SIGKILL");
 	const firstRes = await first;
 	await cluster.respawn("commerce");

@@ -133,7 +133,10 @@ export async function checkInvariants(cluster: TestCluster, admin: string, skus:
 		violations.push(`not terminal after ${waitMs} ms: orders ${JSON.stringify(open)} sagas ${JSON.stringify(sagas)}`);
 	}
 	const byStatus: Record<string, number> = {};
-	for (const o of orders) byStatus[o.status] = (byStatus[o.status] ?? 0) + 1;
+	for (const o of orders) {
+		const k = o.failureReason ? `${o.status}:${o.failureReason}` : o.status;
+		byStatus[k] = (byStatus[k] ?? 0) + 1;
+	}
 
 	// Invariant 3 per order.
 	const payments = await allPages(cluster, "/api/v1/admin/payments", admin);
