@@ -81,6 +81,10 @@ maybe("PostgreSQL with few connection slots", () => {
 		for (const o of first) statuses[`${o.status} ${o.code ?? ""}`] = (statuses[`${o.status} ${o.code ?? ""}`] ?? 0) + 1;
 		const ms = first.map(o => o.ms).sort((a, b) => a - b);
 		log("pg-pressure first", { statuses, p50: ms[50], max: ms[99], samples500: first.filter(o => o.status === 500).slice(0, 3) });
+		if (first.some(o => o.status === 500)) {
+			const lines = cluster.logs().split("\n").filter(l => /failed|Error/.test(l)).slice(0, 12);
+			log("pg-pressure 500 causes", lines.map(l => l.slice(0, 400)));
+		}
 		const settled = await Promise.all(Array.from({ length: 100 }, (_, i) => checkoutWithRetries(cluster, customers[i % 10].accessToken, `pgp-${i}`, body)));
 		const inv = await checkInvariants(cluster, admin, stockBefore);
 		log("pg-pressure settled", { attempts: tally(settled), noOrder: settled.filter(o => !o.order).length, ...inv });
