@@ -12,7 +12,7 @@ jest.setTimeout(900_000);
 const nats = new OwnNats();
 let cluster: TestCluster;
 let admin: string;
-let customers: { accessToken: string }[] = [];
+const customers: { accessToken: string }[] = [];
 let A: { id: string; sku: string };
 let B: { id: string; sku: string };
 const stockBefore: Record<string, any[]> = {};

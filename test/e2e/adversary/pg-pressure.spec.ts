@@ -18,7 +18,7 @@ const PORT = 20_000 + Math.floor(Math.random() * 10_000);
 const MAX_CONNECTIONS = Number(process.env.ADV_PG_MAX_CONNECTIONS ?? 40);
 process.env.E2E_DATABASE_URL = `postgres://postgres@127.0.0.1:${PORT}/postgres`;
 // After E2E_DATABASE_URL is set: the harness reads it when loaded.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+ 
 const { TestCluster } = require("../support/harness") as typeof import("../support/harness");
 
 const maybe = PG_BIN ? describe : describe.skip;
@@ -87,10 +87,22 @@ maybe("PostgreSQL with few connection slots", () => {
 		}
 		const settled = await Promise.all(Array.from({ length: 100 }, (_, i) => checkoutWithRetries(cluster, customers[i % 10].accessToken, `pgp-${i}`, body)));
 		const inv = await checkInvariants(cluster, admin, stockBefore);
+		const failures = await cluster.query<{ failure: any }>("orders", "SELECT failure FROM saga_instances WHERE failure IS NOT NULL");
+		const why: Record<string, number> = {};
+		for (const { failure } of failures) {
+			const f = typeof failure === "string" ? JSON.parse(failure) : failure;
+			const k = `${f.step} type=${f.error?.type} code=${f.error?.code} ${String(f.error?.message).slice(0, 60)}`;
+			why[k] = (why[k] ?? 0) + 1;
+		}
+		log("pg-pressure saga failures", why);
+		// A saturated database is not the customer's card nor the stock: no decline, no out-of-stock with 1000 in stock.
+		const byReason = (await cluster.query<{ failure_reason: string; n: string }>("orders", "SELECT failure_reason, count(*) AS n FROM orders WHERE status = 'REJECTED' GROUP BY failure_reason"));
+		log("pg-pressure reasons", byReason);
 		log("pg-pressure settled", { attempts: tally(settled), noOrder: settled.filter(o => !o.order).length, ...inv });
 		expect(first.filter(o => typeof o.status !== "number" || o.status >= 500 && o.status !== 503)).toEqual([]);
 		expect(Math.max(...ms)).toBeLessThan(15_000);
 		expect(settled.filter(o => !o.order)).toEqual([]);
 		expect(inv.violations).toEqual([]);
+		expect(byReason.filter(r => r.failure_reason === "PAYMENT_DECLINED")).toEqual([]);
 	});
 });
