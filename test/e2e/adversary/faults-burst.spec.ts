@@ -152,6 +152,14 @@ it("3. one Idempotency-Key sent 10× concurrently, same body, different body, an
 	const countAfter = await ordersPerCustomer(cluster, c.accessToken);
 	log("race result", { countBefore, countAfter, ...inv });
 	expect(countAfter - countBefore).toBe(3);
+	// The key is scoped to the caller (API.md): two customers racing one key get one order each.
+	const other = customers[1];
+	const otherBefore = await ordersPerCustomer(cluster, other.accessToken);
+	const scoped = await Promise.all([c, other, c, other].map(u => cluster.http("POST", "/api/v1/orders", { token: u.accessToken, body: body(1), headers: { "idempotency-key": "race-scope" } })));
+	log("race-scope", scoped.map(r => r.status));
+	for (const u of [c, other]) await checkoutWithRetries(cluster, u.accessToken, "race-scope", body(1), 60_000);
+	expect(await ordersPerCustomer(cluster, c.accessToken)).toBe(countAfter + 1);
+	expect(await ordersPerCustomer(cluster, other.accessToken)).toBe(otherBefore + 1);
 	// A different body is 422 IDEMPOTENCY_KEY_REUSED (or 409 in flight), never a second order or 2xx.
 	for (const [i, r] of mixed.entries()) if (i % 2 === 0) expect([409, 422]).toContain(r.status);
 	for (const r of same) expect([201, 202, 409]).toContain(r.status);

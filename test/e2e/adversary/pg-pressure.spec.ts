@@ -26,6 +26,10 @@ const log = (...a: unknown[]) => process.stdout.write(`[adv] ${a.map(x => (typeo
 
 maybe("PostgreSQL with few connection slots", () => {
 	let pgProc: ChildProcess;
+	let pgDir = "";
+	const startPg = () => {
+		pgProc = spawn("su", ["postgres", "-s", "/bin/sh", "-c", `exec ${PG_BIN}/postgres -D ${pgDir}/data -p ${PORT} -k ${pgDir} -c listen_addresses=127.0.0.1 -c max_connections=${MAX_CONNECTIONS} -c fsync=off`], { stdio: "ignore" });
+	};
 	let cluster: InstanceType<typeof TestCluster>;
 	let admin: string;
 	const customers: { accessToken: string }[] = [];
@@ -33,10 +37,10 @@ maybe("PostgreSQL with few connection slots", () => {
 	const stockBefore: Record<string, any[]> = {};
 
 	beforeAll(async () => {
-		const dir = mkdtempSync(join(tmpdir(), "mc-adv-pg-"));
+		const dir = (pgDir = mkdtempSync(join(tmpdir(), "mc-adv-pg-")));
 		chownSync(dir, Number(execSync("id -u postgres").toString()), Number(execSync("id -g postgres").toString()));
 		execSync(`su postgres -s /bin/sh -c "${PG_BIN}/initdb -D ${dir}/data -U postgres -A trust"`, { stdio: "ignore" });
-		pgProc = spawn("su", ["postgres", "-s", "/bin/sh", "-c", `exec ${PG_BIN}/postgres -D ${dir}/data -p ${PORT} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=${MAX_CONNECTIONS} -c fsync=off`], { stdio: "ignore" });
+		startPg();
 		await new Promise(r => setTimeout(r, 1500));
 		cluster = new TestCluster(
 			[
@@ -104,5 +108,21 @@ maybe("PostgreSQL with few connection slots", () => {
 		expect(settled.filter(o => !o.order)).toEqual([]);
 		expect(inv.violations).toEqual([]);
 		expect(byReason.filter(r => r.failure_reason === "PAYMENT_DECLINED")).toEqual([]);
+	});
+
+	it("PostgreSQL crashed (immediate stop) and restarted during a burst of 50: every order terminal, invariants hold", async () => {
+		const body = { shippingAddress: ADDRESS, shippingMethod: "standard", paymentToken: "tok_visa", items: [{ productId: A.id, quantity: 1 }] };
+		const running = Promise.all(Array.from({ length: 50 }, (_, i) => checkoutWithRetries(cluster, customers[i % 10].accessToken, `pgcrash-${i}`, body, 180_000)));
+		await new Promise(r => setTimeout(r, 400));
+		execSync(`su postgres -s /bin/sh -c "${PG_BIN}/pg_ctl -D ${pgDir}/data -m immediate stop"`, { stdio: "ignore" });
+		log("postgres crashed");
+		await new Promise(r => setTimeout(r, 3000));
+		startPg();
+		log("postgres restarted");
+		const outcomes = await running;
+		const inv = await checkInvariants(cluster, admin, stockBefore, 180_000);
+		log("pg-crash", { attempts: tally(outcomes), noOrder: outcomes.filter(o => !o.order).map(o => ({ key: o.key, attempts: o.attempts.slice(-3) })), ...inv });
+		expect(outcomes.filter(o => !o.order)).toEqual([]);
+		expect(inv.violations).toEqual([]);
 	});
 });
