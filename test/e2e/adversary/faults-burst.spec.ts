@@ -130,6 +130,20 @@ it("2b. commerce SIGSTOPped 5 s mid-burst then SIGCONT", async () => {
 	expect(inv.violations).toEqual([]);
 });
 
+it("2c. inventory SIGSTOPped 8 s mid-burst (past every step timeout) then SIGCONT: no reservation leaks", async () => {
+	const running = burst("invstop", 40);
+	await new Promise(r => setTimeout(r, 300));
+	cluster.signal("inventory", "SIGSTOP");
+	log("inventory stopped");
+	await new Promise(r => setTimeout(r, 8000));
+	cluster.signal("inventory", "SIGCONT");
+	log("inventory continued");
+	const outcomes = await running;
+	const { inv, noOrder } = await report("invstop", outcomes);
+	expect(noOrder).toEqual([]);
+	expect(inv.violations).toEqual([]);
+});
+
 it("3. one Idempotency-Key sent 10× concurrently, same body, different body, and across a commerce kill", async () => {
 	const c = customers[0];
 	const countBefore = await ordersPerCustomer(cluster, c.accessToken);
