@@ -130,18 +130,24 @@ it("2b. commerce SIGSTOPped 5 s mid-burst then SIGCONT", async () => {
 	expect(inv.violations).toEqual([]);
 });
 
-it("2c. inventory SIGSTOPped 8 s mid-burst (past every step timeout) then SIGCONT: no reservation leaks", async () => {
+it("2c. inventory SIGSTOPped 20 s mid-burst (past every step timeout) then SIGCONT: no reservation leaks", async () => {
 	const running = burst("invstop", 40);
 	await new Promise(r => setTimeout(r, 300));
 	cluster.signal("inventory", "SIGSTOP");
 	log("inventory stopped");
-	await new Promise(r => setTimeout(r, 8000));
+	await new Promise(r => setTimeout(r, 20_000));
 	cluster.signal("inventory", "SIGCONT");
 	log("inventory continued");
 	const outcomes = await running;
 	const { inv, noOrder } = await report("invstop", outcomes);
 	expect(noOrder).toEqual([]);
 	expect(inv.violations).toEqual([]);
+	// Known fault (not fixed): an order of A only (1000 in stock) whose reserve step timed out is told
+	// OUT_OF_STOCK — lib/orders/pricing.ts failureReason maps any reserve failure to OUT_OF_STOCK.
+	const finals = await Promise.all(outcomes.map(async (o, i) => ({ i, order: (await cluster.http("GET", `/api/v1/orders/${o.order.id}`, { token: o.token })).body })));
+	const misreported = finals.filter(f => f.i % 3 !== 0 && f.order.failureReason === "OUT_OF_STOCK").map(f => f.order.id);
+	log("invstop A-only orders told OUT_OF_STOCK", misreported.length);
+	expect(misreported).toEqual([]);
 });
 
 it("3. one Idempotency-Key sent 10× concurrently, same body, different body, and across a commerce kill", async () => {
