@@ -103,6 +103,15 @@ export function retryAfterOf(err: any): number | undefined {
 const DATABASE_HEALTH_ERRORS = /^Sequelize(Connection\w*|HostNotFound|HostNotReachable|AccessDenied|InvalidConnection|ConnectionAcquireTimeout|Timeout)Error$/;
 
 /**
+ * Whether an error says the service's database cannot be reached or is out of connections (a
+ * Sequelize connection error, by name: the name survives the transporter, the class does not).
+ * API.md: a dependency unavailable is a 503, not a 500.
+ */
+export function isDatabaseUnavailable(err: any): boolean {
+	return DATABASE_HEALTH_ERRORS.test(String(err?.name ?? ""));
+}
+
+/**
  * The circuit breaker's `check` (moleculer.config.ts): does this failure say something about the
  * callee's health? Only these count: a call that timed out, a callee that says itself that a
  * retry elsewhere or later makes sense (MoleculerRetryableError: its bulkhead is full, a

@@ -4,6 +4,8 @@
  * UPPER_SNAKE string. Errors of the platform, of Moleculer, of moleculer-web and of the body
  * reading libraries (raw-body, zlib, body-parser) all come through here.
  */
+import { isDatabaseUnavailable } from "./errors";
+
 export interface ErrorBody {
 	name: string;
 	message: string;
@@ -88,6 +90,9 @@ export function toErrorBody(err: any): ErrorBody {
 	if (type && UNAVAILABLE_TYPES.has(type)) {
 		return { name: "ServiceUnavailableError", message: "A service this request needs is unavailable, try again shortly", code: 503, type: type === "REQUEST_TIMEOUT" ? "SERVICE_TIMEOUT" : "SERVICE_UNAVAILABLE" };
 	}
+	// A database out of connections or unreachable (Sequelize connection errors, e.g. PostgreSQL's
+	// "sorry, too many clients already"): a dependency unavailable, 503 with Retry-After (API.md).
+	if (isDatabaseUnavailable(err)) return { name: "ServiceUnavailableError", message: "A service this request needs is unavailable, try again shortly", code: 503, type: "DATABASE_UNAVAILABLE" };
 	let code = statusOf(err);
 	if (code === 503) return { name: "ServiceUnavailableError", message: err.message || "Service unavailable", code: 503, type: upperSnake(type ?? "SERVICE_UNAVAILABLE") };
 

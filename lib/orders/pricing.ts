@@ -41,7 +41,11 @@ export function failureReason(step: string, error: { type?: string | null; code?
 		case "fulfill":
 			return "FULFILLMENT_FAILED";
 		case "capture":
-			return unavailable ? "PAYMENT_UNAVAILABLE" : "PAYMENT_DECLINED";
+			// Declined only when the provider or payments said so (a decline type, or a 4xx); a database
+			// out of connections or any other server-side failure is not the card (adversary finding).
+			if (["CAPTURE_FAILED", "PAYMENT_DECLINED", "INSUFFICIENT_FUNDS"].includes(error.type ?? "")) return "PAYMENT_DECLINED";
+			if (!unavailable && typeof error.code === "number" && error.code >= 400 && error.code < 500) return "PAYMENT_DECLINED";
+			return "PAYMENT_UNAVAILABLE";
 		default:
 			return "FULFILLMENT_FAILED";
 	}

@@ -289,6 +289,11 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 				if (verb === "ship" || verb === "deliver") await this.lockOrder(t, f.order_id);
 				const [n] = await this.models.Fulfillment.update({ status: to, tracking_number: trackingNumber, updated_at: new Date() }, { where: { id, status: f.status }, transaction: t });
 				if (!n) throw new ConflictError(`The fulfillment is no longer ${f.status}; cannot ${verb} it`, "ILLEGAL_TRANSITION", { from: f.status, verb });
+				// Checked again under the order's lock, after the move and before it commits: a full refund that
+				// committed meanwhile is seen here (409, rolled back), and one that commits later finds the parcel
+				// shipped when its cancellation takes this lock, so the refund is recorded on the shipped order.
+				// The check before createShipment alone let a concurrent full refund and ship both succeed (adversary finding).
+				if (verb === "ship") await assertPaymentNotRefunded(ctx, f.order_id);
 				if (verb === "ship" || verb === "deliver") {
 					const siblings: any[] = await this.models.Fulfillment.findAll({ where: { order_id: f.order_id }, attributes: ["status"], transaction: t, raw: true });
 					complete = orderComplete(siblings.map(s => s.status), verb);

@@ -24,6 +24,10 @@ describe("order pricing", () => {
 		expect(failureReason("reserve", { type: "OUT_OF_STOCK" })).toBe("OUT_OF_STOCK");
 		expect(failureReason("fulfill", { type: "X" })).toBe("FULFILLMENT_FAILED");
 		expect(failureReason("capture", { type: "CAPTURE_FAILED" })).toBe("PAYMENT_DECLINED");
+		// A capture that failed on the server's side (PostgreSQL out of connections: no type, no 4xx) is not a decline.
+		expect(failureReason("capture", { type: null, code: null })).toBe("PAYMENT_UNAVAILABLE");
+		expect(failureReason("capture", { type: null, code: 500 })).toBe("PAYMENT_UNAVAILABLE");
+		expect(failureReason("capture", { type: "ILLEGAL_TRANSITION", code: 409 })).toBe("PAYMENT_DECLINED");
 	});
 });
 

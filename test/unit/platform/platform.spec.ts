@@ -99,6 +99,9 @@ describe("error shape", () => {
 	it("maps unavailable dependencies to 503 and hides internal errors", () => {
 		expect(toErrorBody({ code: 404, type: "SERVICE_NOT_AVAILABLE" })).toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
 		expect(toErrorBody({ code: 504, type: "REQUEST_TIMEOUT" })).toMatchObject({ code: 503, type: "SERVICE_TIMEOUT" });
+		// PostgreSQL out of connections, as the gateway receives it over the transporter (adversary finding).
+		expect(toErrorBody({ name: "SequelizeConnectionError", message: "sorry, too many clients already" })).toMatchObject({ code: 503, type: "DATABASE_UNAVAILABLE" });
+		expect(toErrorBody({ name: "SequelizeConnectionAcquireTimeoutError", message: "Operation timeout" })).toMatchObject({ code: 503 });
 		expect(toErrorBody(new Error("secret detail"))).toEqual({ name: "InternalServerError", message: expect.not.stringContaining("secret"), code: 500, type: "INTERNAL_ERROR" });
 	});
 
