@@ -36,8 +36,12 @@ export function failureReason(step: string, error: { type?: string | null; code?
 			if (error.type === "PAYMENT_DECLINED" || error.type === "INSUFFICIENT_FUNDS") return error.type;
 			return "PAYMENT_UNAVAILABLE";
 		case "reserve":
-			// Stock that could not be reserved, for whatever reason, is stock the order does not have.
-			return "OUT_OF_STOCK";
+			// OUT_OF_STOCK only when the warehouse refused (a 4xx: all lines or none, nothing held). A
+			// warehouse that could not answer in time (timeout, no node, database down) says nothing about
+			// stock: the order could not be fulfilled now, FULFILLMENT_FAILED (adversary finding: orders
+			// of a product with 1,000 in stock were told OUT_OF_STOCK while the inventory node was paused).
+			if (error.type === "OUT_OF_STOCK" || (!unavailable && typeof error.code === "number" && error.code >= 400 && error.code < 500)) return "OUT_OF_STOCK";
+			return "FULFILLMENT_FAILED";
 		case "fulfill":
 			return "FULFILLMENT_FAILED";
 		case "capture":

@@ -285,6 +285,37 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 				trackingNumber = shipment.trackingNumber;
 			}
 			let complete = false;
+			try {
+				await this.commitMove(f, id, to, verb, trackingNumber, ctx, (c: boolean) => (complete = c));
+			} catch (err) {
+				if (verb === "ship") await this.voidLostShipment(ctx, f, err);
+				throw err;
+			}
+			// Read-your-writes (docs/EVENTS.md): the order follows before the operator gets the answer; the event converges it anyway.
+			if (verb === "ship" || verb === "deliver") await syncOrder(ctx, this.logger, f.order_id, verb, complete);
+			return publicFulfillment(await this.models.Fulfillment.findByPk(id, { raw: true }));
+		},
+
+		/**
+		 * A ship that lost after its shipment was created (the fulfillment was cancelled, or its payment
+		 * refunded, meanwhile: 409) cancels that shipment, unless the parcel did ship after all (a
+		 * concurrent ship of the same fulfillment won with the same shipment). Any other failure (a
+		 * database error) leaves it: a retry of the ship finds the same shipment by its key.
+		 */
+		async voidLostShipment(this: Svc, ctx: Context, f: any, err: any) {
+			if (err?.code !== 409) return;
+			const now: any = await this.models.Fulfillment.findByPk(f.id, { raw: true });
+			if (!now || now.status === "SHIPPED" || now.status === "DELIVERED") return;
+			try {
+				await ctx.call("shipping.cancelShipment", { fulfillmentId: f.id }, { timeout: 5000 });
+			} catch (e) {
+				this.logger.warn(`Shipment of fulfillment ${f.id} (order ${f.order_id}) not cancelled after a lost ship`, (e as Error).message);
+			}
+		},
+
+		/** The move's one transaction: conditional status change, checks under the order's lock, its event. */
+		async commitMove(this: Svc, f: any, id: string, to: string, verb: MoveVerb, trackingNumber: string | null, ctx: Context, setComplete: (c: boolean) => void) {
+			let complete = false;
 			await this.transaction(async (t: Transaction) => {
 				if (verb === "ship" || verb === "deliver") await this.lockOrder(t, f.order_id);
 				const [n] = await this.models.Fulfillment.update({ status: to, tracking_number: trackingNumber, updated_at: new Date() }, { where: { id, status: f.status }, transaction: t });
@@ -307,9 +338,7 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 					});
 				}
 			});
-			// Read-your-writes (docs/EVENTS.md): the order follows before the operator gets the answer; the event converges it anyway.
-			if (verb === "ship" || verb === "deliver") await syncOrder(ctx, this.logger, f.order_id, verb, complete);
-			return publicFulfillment(await this.models.Fulfillment.findByPk(id, { raw: true }));
+			setComplete(complete);
 		},
 	},
 };

@@ -214,6 +214,26 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 			},
 		},
 
+		/**
+		 * Internal (fulfillment.ship's compensation): the shipment of a fulfillment that lost its ship
+		 * (cancelled, or its payment refunded, while the shipment was being created) is CANCELLED, with a
+		 * tracking event, so no public tracking number shows a parcel in transit that never left
+		 * (adversary finding). Idempotent: a shipment already CANCELLED or DELIVERED is left as it is.
+		 * Returns `{ cancelled: boolean }`.
+		 */
+		cancelShipment: {
+			params: { fulfillmentId: "string|min:1|max:36" },
+			async handler(this: Svc, ctx: Context<{ fulfillmentId: string }>) {
+				return this.transaction(async (t: Transaction) => {
+					const s: any = await this.models.Shipment.findOne({ where: { fulfillment_id: ctx.params.fulfillmentId }, transaction: t, raw: true });
+					if (!s) return { cancelled: false };
+					const [n] = await this.models.Shipment.update({ status: "CANCELLED" }, { where: { id: s.id, status: "IN_TRANSIT" }, transaction: t });
+					if (n) await this.models.TrackingEvent.create({ id: randomUUID(), shipment_id: s.id, status: "CANCELLED", at: new Date() }, { transaction: t });
+					return { cancelled: n > 0 };
+				});
+			},
+		},
+
 		track: {
 			auth: "public",
 			params: { trackingNumber: "string|min:1|max:40" },

@@ -22,6 +22,11 @@ describe("order pricing", () => {
 		expect(failureReason("authorize", { type: "SERVICE_NOT_AVAILABLE" })).toBe("PAYMENT_UNAVAILABLE");
 		expect(failureReason("authorize", { type: "REQUEST_TIMEOUT" })).toBe("PAYMENT_UNAVAILABLE");
 		expect(failureReason("reserve", { type: "OUT_OF_STOCK" })).toBe("OUT_OF_STOCK");
+		expect(failureReason("reserve", { type: "UNKNOWN_SKU", code: 404 })).toBe("OUT_OF_STOCK");
+		// The warehouse did not answer: nothing is known about stock (adversary: inventory node paused 20 s).
+		expect(failureReason("reserve", { type: "REQUEST_TIMEOUT", code: 504 })).toBe("FULFILLMENT_FAILED");
+		expect(failureReason("reserve", { type: "SERVICE_NOT_AVAILABLE", code: 404 })).toBe("FULFILLMENT_FAILED");
+		expect(failureReason("reserve", { type: null, code: 500 })).toBe("FULFILLMENT_FAILED");
 		expect(failureReason("fulfill", { type: "X" })).toBe("FULFILLMENT_FAILED");
 		expect(failureReason("capture", { type: "CAPTURE_FAILED" })).toBe("PAYMENT_DECLINED");
 		// A capture that failed on the server's side (PostgreSQL out of connections: no type, no 4xx) is not a decline.
