@@ -87,6 +87,30 @@ it("answers byOrders for a page of orders at once, [] for an order without any, 
 	await expect(broker.call("fulfillment.byOrders", { orderIds: tooMany })).rejects.toMatchObject({ code: 422 });
 });
 
+it("answers a checkout still PENDING with what payments and fulfillment hold so far", async () => {
+	const { resetConfig } = require("../../../config") as typeof import("../../../config");
+	process.env.CHECKOUT_WAIT_MS = "300";
+	resetConfig();
+	try {
+		// tok_slow: the provider answers the authorisation after 2 s, so the request stops waiting first.
+		const o = await place("shape-slow", "tok_slow", 1);
+		placed.push(o);
+		expect(o.status).toBe("PENDING");
+		expect(["NONE", "AUTHORIZED"]).toContain(o.payment.status);
+		expect(Array.isArray(o.fulfillments)).toBe(true);
+	} finally {
+		process.env.CHECKOUT_WAIT_MS = "8000";
+		resetConfig();
+	}
+	const deadline = Date.now() + 30_000;
+	let now = await getOrder(placed[placed.length - 1].id);
+	while (now.status === "PENDING" && Date.now() < deadline) {
+		await new Promise(r => setTimeout(r, 200));
+		now = await getOrder(now.id);
+	}
+	expect(now).toMatchObject({ status: "CONFIRMED", payment: { status: "CAPTURED" } });
+});
+
 it("still lists the orders, with payment left out (never null), while payments cannot answer", async () => {
 	await broker.destroyService(broker.getLocalService("payments")!);
 	const mine: any = await broker.call("orders.list", { pageSize: 100 }, customer());
