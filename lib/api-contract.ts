@@ -75,7 +75,7 @@ export const SCHEMAS: Record<string, Schema> = {
 			tax: ref("Money"),
 			total: ref("Money"),
 			shippingAddress: ref("Address"),
-			// Filled by GET /orders/:id; left out of summary views (lists, checkout answers) and when its service cannot answer — never null.
+			// In every view (GET /orders/:id, lists, checkout answers); left out when its service cannot answer (or, in a checkout answer, when the saga cannot tell) — never null.
 			payment: { type: "object", properties: { status: str } },
 			fulfillments: { type: "array", items: { type: "object", properties: { id: str, status: str, trackingNumber: nullable(str) } } },
 			history: { type: "array", items: { type: "object", properties: { status: str, at: ts } } },

@@ -175,8 +175,8 @@ interface Failure {
 /** What a local waiter (the request that started the saga) asks of its final write. */
 export interface Waiter {
 	resolve: (status: string) => void;
-	/** Parts the final write adds for the waiter (the idempotent answer of the request). */
-	settleParts?: (s: Settlement, status: "COMPLETED" | "COMPENSATED") => Part[];
+	/** Parts the final write adds for the waiter (the idempotent answer of the request); `data`: the saga's data as its steps' `onResult` left it. */
+	settleParts?: (s: Settlement, status: "COMPLETED" | "COMPENSATED", data: any) => Part[];
 }
 
 export interface SagaOptions {
@@ -389,7 +389,7 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 				const waiter: Waiter | undefined = this._sagaWaiters.get(d.id);
 				const own = status === "COMPLETED" ? d.def.completed : d.def.compensated;
 				const failure = status === "COMPENSATED" ? { failure: d.failure } : {};
-				await this.transition(d, { status, leaseOwner: null, nextRetryAt: null, ...failure }, (s: Settlement) => [...(own?.(this, d.data, s) ?? []), ...(waiter?.settleParts?.(s, status) ?? [])]);
+				await this.transition(d, { status, leaseOwner: null, nextRetryAt: null, ...failure }, (s: Settlement) => [...(own?.(this, d.data, s) ?? []), ...(waiter?.settleParts?.(s, status, d.data) ?? [])]);
 				finishedTotal.inc({ saga: d.def.name, status });
 				this.sagaSettled(d.id, status);
 				return status;

@@ -104,6 +104,10 @@ interface CheckoutData {
 	shippingAddress: Record<string, unknown>;
 	shippingMethod: string;
 	allocations?: { warehouseId: string; sku: string; quantity: number }[];
+	/** What authorize, then capture answered (in memory: the checkout answer's `payment`, no extra call). */
+	payment?: { status: string };
+	/** What fulfill created (in memory: the checkout answer's `fulfillments`). */
+	fulfillments?: { id: string; warehouseId: string; status: string }[];
 }
 
 /** The cancellation's input: what its event says about the order. */
@@ -117,10 +121,10 @@ type CancelData = Pick<CheckoutData, "orderId" | "customerId" | "total" | "items
 const checkout: SagaDefinition<CheckoutData> = {
 	name: "checkout",
 	steps: [
-		{ name: "authorize", action: "payments.authorize", params: d => ({ orderId: d.orderId, amount: d.total, paymentToken: d.paymentToken }), timeout: 5000, retries: 2, compensate: { action: "payments.void", params: d => ({ orderId: d.orderId }), timeout: 5000 } },
+		{ name: "authorize", action: "payments.authorize", params: d => ({ orderId: d.orderId, amount: d.total, paymentToken: d.paymentToken }), timeout: 5000, retries: 2, onResult: (d, r) => ({ ...d, payment: { status: r.status } }), compensate: { action: "payments.void", params: d => ({ orderId: d.orderId }), timeout: 5000 } },
 		{ name: "reserve", action: "warehouse.reserve", params: d => ({ orderId: d.orderId, lines: d.lines }), timeout: 3000, retries: 2, onResult: (d, r) => ({ ...d, allocations: r.allocations }), compensate: { action: "warehouse.release", params: d => ({ orderId: d.orderId }), timeout: 3000 } },
-		{ name: "fulfill", action: "fulfillment.create", params: d => ({ orderId: d.orderId, allocations: d.allocations, shippingAddress: d.shippingAddress, shippingMethod: d.shippingMethod }), timeout: 3000, retries: 2, compensate: { action: "fulfillment.cancel", params: d => ({ orderId: d.orderId }), timeout: 3000 } },
-		{ name: "capture", action: "payments.capture", params: d => ({ orderId: d.orderId }), timeout: 5000, retries: 2, compensate: { action: "payments.refund", params: d => ({ orderId: d.orderId }), timeout: 5000 } },
+		{ name: "fulfill", action: "fulfillment.create", params: d => ({ orderId: d.orderId, allocations: d.allocations, shippingAddress: d.shippingAddress, shippingMethod: d.shippingMethod }), timeout: 3000, retries: 2, onResult: (d, r) => ({ ...d, fulfillments: r.fulfillments }), compensate: { action: "fulfillment.cancel", params: d => ({ orderId: d.orderId }), timeout: 3000 } },
+		{ name: "capture", action: "payments.capture", params: d => ({ orderId: d.orderId }), timeout: 5000, retries: 2, onResult: (d, r) => ({ ...d, payment: { status: r.status } }), compensate: { action: "payments.refund", params: d => ({ orderId: d.orderId }), timeout: 5000 } },
 		{ name: "commit", action: "warehouse.commit", params: d => ({ orderId: d.orderId }), timeout: 3000, retries: 3 },
 	],
 	completed: (svc: Svc, d, s) => svc.finalParts(s, d, "CONFIRMED", null, "orders.order.confirmed", "PENDING"),
@@ -159,6 +163,43 @@ interface FollowedCheckout {
 }
 type Started = { started: StartedCheckout };
 
+/** An order's payment and fulfillments as its views show them; a part left out (undefined) when unknown — never null (API.md). */
+interface OrderParts {
+	payment?: { status: string };
+	fulfillments?: { id: string; warehouseId?: string; status: string; trackingNumber: string | null }[];
+}
+
+/** The order's payment as views show it: the newest payment's status (as GET /orders/:id always did), `NONE` when there is none. */
+function paymentView(payments: { status: string }[]): { status: string } {
+	const latest = payments[payments.length - 1];
+	return { status: latest ? latest.status : "NONE" };
+}
+
+/** A failing call the callee refused (a 4xx of its own, not "service not found" and the like): it took no effect. */
+const refused = (e: { code: number | null; type: string | null } | undefined) =>
+	!!e && typeof e.code === "number" && e.code >= 400 && e.code < 500 && !["REQUEST_TIMEOUT", "SERVICE_NOT_FOUND", "SERVICE_NOT_AVAILABLE", "QUEUE_FULL", "SERVICE_UNAVAILABLE"].includes(e.type ?? "");
+
+/**
+ * The checkout answer's parts from what the saga itself learned (no remote call; API.md "the same
+ * shape in the checkout answer"). COMPLETED: captured, the parcels fulfill created. COMPENSATED:
+ * every compensation of a done step ran, so a captured payment was refunded, an authorised one
+ * voided, a declined one is FAILED, the parcels are CANCELLED; a part whose effect is unknown (the
+ * failing call timed out at authorize, capture or fulfill; or the saga was taken over and its
+ * results are not in memory) is left out.
+ */
+function sagaParts(d: CheckoutData, status: "COMPLETED" | "COMPENSATED", failure?: Settlement["failure"]): OrderParts {
+	const parcels = (st?: string) => d.fulfillments?.map(f => ({ id: f.id, warehouseId: f.warehouseId, status: st ?? f.status, trackingNumber: null })).sort((a, b) => a.warehouseId.localeCompare(b.warehouseId));
+	if (status === "COMPLETED") return { payment: { status: "CAPTURED" }, fulfillments: parcels() };
+	const step = failure?.step;
+	const no = refused(failure?.error);
+	const known = d.payment?.status;
+	// A declined authorisation is kept as FAILED by payments (payments.authorize).
+	const declined = step === "authorize" && ["PAYMENT_DECLINED", "INSUFFICIENT_FUNDS"].includes(failure?.error.type ?? "");
+	const payment = known === "CAPTURED" ? { status: "REFUNDED" } : known === "AUTHORIZED" && (step !== "capture" || no) ? { status: "VOIDED" } : declined ? { status: "FAILED" } : undefined;
+	const fulfillments = d.fulfillments ? parcels("CANCELLED") : step === "authorize" || step === "reserve" || (step === "fulfill" && no) ? [] : undefined;
+	return { payment, fulfillments };
+}
+
 function publicOrder(o: any, extra: { payment?: unknown; fulfillments?: unknown } = {}) {
 	return {
 		id: o.id,
@@ -172,7 +213,7 @@ function publicOrder(o: any, extra: { payment?: unknown; fulfillments?: unknown 
 		total: { amount: o.total, currency: o.currency },
 		shippingAddress: jsonColumn(o.shipping_address, {}),
 		shippingMethod: o.shipping_method,
-		// Filled by GET /orders/:id; left out of summary views (lists, checkout answers), never null (issue 8).
+		// Every view carries them (API.md); a part whose service cannot answer is left out, never null (issue 8).
 		...(extra.payment !== undefined ? { payment: extra.payment } : {}),
 		...(extra.fulfillments !== undefined ? { fulfillments: extra.fulfillments } : {}),
 		history: jsonColumn(o.history, []),
@@ -255,7 +296,8 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 			async handler(this: Svc, ctx: Context<{ page?: number; pageSize?: number }, Meta>) {
 				const { page, pageSize, offset } = clampPaging(ctx.params.page, ctx.params.pageSize);
 				const { rows, count } = await this.models.Order.findAndCountAll({ where: { customer_id: callerOf(ctx).id }, order: [["created_at", "DESC"], ["id", "DESC"]], limit: pageSize, offset, raw: true });
-				return { items: rows.map((o: any) => publicOrder(o)), total: count, page, pageSize };
+				const parts = await this.orderParts(rows.map((o: any) => o.id), ctx);
+				return { items: rows.map((o: any) => publicOrder(o, parts(o.id))), total: count, page, pageSize };
 			},
 		},
 
@@ -266,7 +308,8 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 				const { page, pageSize, offset } = clampPaging(ctx.params.page, ctx.params.pageSize);
 				const where = ctx.params.status ? { status: ctx.params.status } : {};
 				const { rows, count } = await this.models.Order.findAndCountAll({ where, order: [["created_at", "DESC"], ["id", "DESC"]], limit: pageSize, offset, raw: true });
-				return { items: rows.map((o: any) => publicOrder(o)), total: count, page, pageSize };
+				const parts = await this.orderParts(rows.map((o: any) => o.id), ctx);
+				return { items: rows.map((o: any) => publicOrder(o, parts(o.id))), total: count, page, pageSize };
 			},
 		},
 
@@ -279,9 +322,8 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 					ctx.call("payments.byOrder", { orderId: o.id }, { timeout: 1000, retries: 0 }).catch(() => null) as Promise<any[] | null>,
 					ctx.call("fulfillment.byOrder", { orderId: o.id }, { timeout: 1000, retries: 0 }).catch(() => null) as Promise<any[] | null>,
 				]);
-				const latest = payments?.[payments.length - 1];
 				// A part whose service cannot answer is left out (never null): the order is still served.
-				return publicOrder(o, { payment: latest ? { status: latest.status } : payments ? { status: "NONE" } : undefined, fulfillments: fulfillments ?? undefined });
+				return publicOrder(o, { payment: payments ? paymentView(payments) : undefined, fulfillments: fulfillments ?? undefined });
 			},
 		},
 
@@ -333,6 +375,19 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 	},
 
 	methods: {
+		/**
+		 * Payments and fulfillments of up to 100 orders (a page), one batched call to each
+		 * (`payments.byOrders`, `fulfillment.byOrders`, ~1 s each, no retry). Answers a lookup
+		 * orderId → parts; a service that cannot answer leaves its part out of every order (never
+		 * null; API.md "the same shape in lists").
+		 */
+		async orderParts(this: Svc, ids: string[], ctx?: Context): Promise<(orderId: string) => OrderParts> {
+			if (!ids.length) return () => ({});
+			const call = (action: string) => ((ctx ? ctx.call(action, { orderIds: ids }, { timeout: 1000, retries: 0 }) : this.broker.call(action, { orderIds: ids }, { timeout: 1000, retries: 0 })) as Promise<Record<string, any[]>>).catch(() => null);
+			const [payments, fulfillments] = await Promise.all([call("payments.byOrders"), call("fulfillment.byOrders")]);
+			return id => ({ payment: payments ? paymentView(payments[id] ?? []) : undefined, fulfillments: fulfillments ? (fulfillments[id] ?? []) : undefined });
+		},
+
 		/**
 		 * The countries parcels leave from (shipping's read model of the active warehouses), asked at
 		 * most every SHIPPING_ORIGINS_TTL_MS: warehouses change rarely, and a checkout should not pay a
@@ -432,7 +487,8 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 			];
 			if (unavailable) {
 				// Refused at once (PRODUCT_UNAVAILABLE): the order and its answer are final in this one write.
-				const answer: CheckoutAnswer = { statusCode: 201, body: publicOrder(row) };
+				// Nothing was asked of payments or fulfillment: no payment, no parcels.
+				const answer: CheckoutAnswer = { statusCode: 201, body: publicOrder(row, { payment: { status: "NONE" }, fulfillments: [] }) };
 				return { parts, outcome: { answer }, requires: ["ord"] };
 			}
 			// The saga exists exactly when the order does: a crash after this write resumes it.
@@ -448,10 +504,10 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 		async awaitCheckout(this: Svc, cmd: Command, s: StartedCheckout | FollowedCheckout): Promise<CheckoutAnswer> {
 			let settledAnswer: CheckoutAnswer | undefined;
 			const waiter = {
-				settleParts: (st: Settlement, status: "COMPLETED" | "COMPENSATED") => {
+				settleParts: (st: Settlement, status: "COMPLETED" | "COMPENSATED", data: CheckoutData) => {
 					const final = status === "COMPLETED" ? { status: "CONFIRMED", reason: null } : { status: "REJECTED", reason: failureReason(st.failure?.step ?? "unknown", st.failure?.error ?? {}) };
 					const row = { ...s.row, status: final.status, failure_reason: final.reason, history: [...jsonColumn<any[]>(s.row.history, []), { status: final.status, at: st.now.toISOString() }] };
-					settledAnswer = { statusCode: 201, body: publicOrder(row) };
+					settledAnswer = { statusCode: 201, body: publicOrder(row, sagaParts(data, status, st.failure)) };
 					return [this.settlePart(st.p, cmd, { answer: settledAnswer }, st.requires)];
 				},
 			};
@@ -461,7 +517,8 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 			const status = await settled;
 			if ((status === "COMPLETED" || status === "COMPENSATED") && settledAnswer) return settledAnswer;
 			const current: any = await this.models.Order.findByPk(s.row.id, { raw: true });
-			const now: CheckoutAnswer = { statusCode: current.status === "PENDING" ? 202 : 201, body: publicOrder(current) };
+			// Not settled here (still running, or settled elsewhere): what payments and fulfillment hold so far, one batched read.
+			const now: CheckoutAnswer = { statusCode: current.status === "PENDING" ? 202 : 201, body: publicOrder(current, (await this.orderParts([current.id]))(current.id)) };
 			return this.answerOf<CheckoutAnswer>(await this.settlePending(cmd, { answer: now }));
 		},
 
@@ -471,10 +528,11 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 			const row: any = await this.models.Order.findByPk(ref.orderId, { raw: true });
 			if (!state || state.status === "COMPLETED" || state.status === "COMPENSATED") {
 				// The saga ended but the request that started it never answered (its node died): this is the first answer.
-				return this.answerOf<CheckoutAnswer>(await this.settlePending(cmd, { answer: { statusCode: row.status === "PENDING" ? 202 : 201, body: publicOrder(row) } }));
+				const parts = (await this.orderParts([row.id]))(row.id);
+				return this.answerOf<CheckoutAnswer>(await this.settlePending(cmd, { answer: { statusCode: row.status === "PENDING" ? 202 : 201, body: publicOrder(row, parts) } }));
 			}
 			if (state.leaseLive) throw new Errors.MoleculerClientError("A request with this key is still being processed", 409, "IDEMPOTENCY_KEY_IN_FLIGHT");
-			if (state.status === "STUCK") return { statusCode: 202, body: publicOrder(row) };
+			if (state.status === "STUCK") return { statusCode: 202, body: publicOrder(row, (await this.orderParts([row.id]))(row.id)) };
 			return this.awaitCheckout(cmd, { sagaId: ref.sagaId, row });
 		},
 

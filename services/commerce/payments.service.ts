@@ -313,6 +313,25 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 			},
 		},
 
+		/**
+		 * The payments of up to 100 orders in one read (the orders lists, API.md "the same shape in
+		 * lists"): `{ orderIds: string[] ≤ 100 }` → `{ [orderId]: [{ id, status, amount, captured, refunded }] }`
+		 * (cents), each list oldest first like `byOrder`; an order without payments maps to []. Internal
+		 * like `byOrder` (no `auth`, not published by the gateway); 422 on a bad list.
+		 */
+		byOrders: {
+			params: { orderIds: { type: "array", max: 100, items: orderId } },
+			async handler(this: Svc, ctx: Context<{ orderIds: string[] }>) {
+				const ids = [...new Set(ctx.params.orderIds)];
+				const out: Record<string, { id: string; status: string; amount: number; captured: number; refunded: number }[]> = Object.fromEntries(ids.map(id => [id, []]));
+				if (!ids.length) return out;
+				// Sequelize turns the array into `order_id IN (…)`, parameterised.
+				const rows: any[] = await this.models.Payment.findAll({ where: { order_id: ids }, order: [["created_at", "ASC"], ["id", "ASC"]], raw: true });
+				for (const p of rows) out[p.order_id].push({ id: p.id, status: p.status, amount: p.amount, captured: p.captured, refunded: p.refunded });
+				return out;
+			},
+		},
+
 		list: {
 			auth: "admin",
 			params: { orderId: "string|min:1|max:36|optional", status: { type: "enum", values: [...PAYMENT_STATUSES], optional: true }, page: "number|integer|convert|optional", pageSize: "number|integer|convert|optional" },

@@ -201,6 +201,25 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 			},
 		},
 
+		/**
+		 * The fulfillments of up to 100 orders in one read (the orders lists, API.md "the same shape in
+		 * lists"): `{ orderIds: string[] ≤ 100 }` → `{ [orderId]: [{ id, warehouseId, status, trackingNumber }] }`,
+		 * each list by warehouse like `byOrder`; an order without fulfillments maps to []. Internal like
+		 * `byOrder` (no `auth`, not published by the gateway); 422 on a bad list.
+		 */
+		byOrders: {
+			params: { orderIds: { type: "array", max: 100, items: "string|min:1|max:36" } },
+			async handler(this: Svc, ctx: Context<{ orderIds: string[] }>) {
+				const ids = [...new Set(ctx.params.orderIds)];
+				const out: Record<string, { id: string; warehouseId: string; status: string; trackingNumber: string | null }[]> = Object.fromEntries(ids.map(id => [id, []]));
+				if (!ids.length) return out;
+				// Sequelize turns the array into `order_id IN (…)`, parameterised.
+				const rows: any[] = await this.models.Fulfillment.findAll({ where: { order_id: ids }, order: [["warehouse_id", "ASC"], ["id", "ASC"]], raw: true });
+				for (const r of rows) out[r.order_id].push({ ...summary(r), trackingNumber: r.tracking_number ?? null });
+				return out;
+			},
+		},
+
 		list: {
 			auth: "admin",
 			roles: ["ops"],
