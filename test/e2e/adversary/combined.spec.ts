@@ -4,8 +4,8 @@
  * restarted while it is still paused, and customers cancel their confirmed orders as they come in.
  * Afterwards DOMAIN.md invariants 1–5 hold.
  */
-import { TestCluster } from "../support/harness";
-import { ADDRESS, OwnNats, checkInvariants, checkoutWithRetries, tally } from "./support";
+import { SHOP_NODES, TestCluster } from "../support/harness";
+import { ADDRESS, FAULT_ENV, OwnNats, checkInvariants, checkoutWithRetries, log, shopReady, tally } from "./support";
 
 jest.setTimeout(600_000);
 
@@ -15,39 +15,16 @@ let admin: string;
 const customers: { accessToken: string }[] = [];
 let A: { id: string; sku: string };
 const stockBefore: Record<string, any[]> = {};
-const log = (...a: unknown[]) => process.stdout.write(`[adv] ${a.map(x => (typeof x === "string" ? x : JSON.stringify(x))).join(" ")}\n`);
 
 beforeAll(async () => {
 	await nats.start();
 	cluster = new TestCluster(
-		[
-			{ name: "gateway", services: ["api"] },
-			{ name: "identity", services: ["auth", "customers", "users"] },
-			{ name: "catalog", services: ["catalog"] },
-			{ name: "inventory", services: ["warehouse", "fulfillment", "shipping"] },
-			{ name: "commerce-a", services: ["cart", "orders", "payments"] },
-			{ name: "commerce-b", services: ["cart", "orders", "payments"] },
-		],
-		{
-			TRANSPORTER: nats.url,
-			AUTH_RATE_LIMIT_MAX: "10000",
-			RATE_LIMIT_MAX: "1000000",
-			REQUEST_TIMEOUT_MS: "3000",
-			SAGA_LEASE_MS: "2000",
-			SAGA_RECOVER_MS: "300",
-			SAGA_COMPENSATION_ATTEMPTS: "3",
-			SAGA_STUCK_RETRY_BASE_MS: "500",
-			SAGA_STUCK_RETRY_MAX_MS: "2000",
-			CHECKOUT_WAIT_MS: "2000",
-		},
+		// Two orders drivers: the shop's topology with its commerce node twice.
+		[...SHOP_NODES.filter(n => n.name !== "commerce"), ...["commerce-a", "commerce-b"].map(name => ({ name, services: ["cart", "orders", "payments"] }))],
+		{ ...FAULT_ENV, TRANSPORTER: nats.url, REQUEST_TIMEOUT_MS: "3000", SAGA_LEASE_MS: "2000", SAGA_COMPENSATION_ATTEMPTS: "3", CHECKOUT_WAIT_MS: "2000" },
 	);
 	await cluster.start();
-	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/products")).status === 200, 60_000, "catalog");
-	await cluster.waitUntil(async () => (await cluster.http("POST", "/api/v1/auth/login", { body: { email: "x@example.com", password: "nope" } })).status === 401, 60_000, "identity");
-	admin = (await cluster.loginAdmin()).accessToken;
-	A = (await cluster.http("GET", "/api/v1/products?pageSize=1")).body.items[0];
-	await cluster.waitUntil(async () => (await cluster.http("GET", `/api/v1/admin/inventory/${A.sku}`, { token: admin })).status === 200, 60_000, "warehouse");
-	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/payments", { token: admin })).status === 200, 60_000, "payments");
+	({ admin, products: [A] } = await shopReady(cluster));
 	const ws = (await cluster.http("GET", `/api/v1/admin/inventory/${A.sku}`, { token: admin })).body.warehouses;
 	expect((await cluster.http("PUT", `/api/v1/admin/inventory/${A.sku}`, { token: admin, body: { warehouseId: ws[0].warehouseId, onHand: 40 } })).status).toBe(200);
 	stockBefore[A.sku] = (await cluster.http("GET", `/api/v1/admin/inventory/${A.sku}`, { token: admin })).body.warehouses;

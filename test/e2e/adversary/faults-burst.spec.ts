@@ -4,8 +4,8 @@
  * PostgreSQL pools. After each, DOMAIN.md invariants 1–5 are checked from the services' own data.
  * Runs on a private nats-server (the shared one on 4222 is never restarted).
  */
-import { TestCluster } from "../support/harness";
-import { ADDRESS, OwnNats, checkInvariants, checkoutWithRetries, ordersPerCustomer, tally } from "./support";
+import { SHOP_NODES, TestCluster } from "../support/harness";
+import { ADDRESS, FAULT_ENV, OwnNats, checkInvariants, checkoutWithRetries, log, ordersPerCustomer, shopReady, tally } from "./support";
 
 jest.setTimeout(900_000);
 
@@ -16,7 +16,6 @@ const customers: { accessToken: string }[] = [];
 let A: { id: string; sku: string };
 let B: { id: string; sku: string };
 const stockBefore: Record<string, any[]> = {};
-const log = (...a: unknown[]) => process.stdout.write(`[adv] ${a.map(x => (typeof x === "string" ? x : JSON.stringify(x))).join(" ")}\n`);
 
 async function servicesUp() {
 	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/orders", { token: admin })).status === 200, 60_000, "orders");
@@ -28,33 +27,13 @@ async function servicesUp() {
 beforeAll(async () => {
 	await nats.start();
 	cluster = new TestCluster(
-		[
-			{ name: "gateway", services: ["api"] },
-			{ name: "identity", services: ["auth", "customers", "users"] },
-			{ name: "catalog", services: ["catalog"] },
-			{ name: "commerce", services: ["cart", "orders", "payments"] },
-			{ name: "inventory", services: ["warehouse", "fulfillment", "shipping"] },
-		],
-		{
-			TRANSPORTER: nats.url,
-			AUTH_RATE_LIMIT_MAX: "10000",
-			RATE_LIMIT_MAX: "1000000",
-			REQUEST_TIMEOUT_MS: "3000",
-			SAGA_LEASE_MS: "2000",
-			SAGA_RECOVER_MS: "300",
-			SAGA_COMPENSATION_ATTEMPTS: "3",
-			SAGA_STUCK_RETRY_BASE_MS: "500",
-			SAGA_STUCK_RETRY_MAX_MS: "2000",
-			CHECKOUT_WAIT_MS: "2000",
-		},
+		SHOP_NODES,
+		{ ...FAULT_ENV, TRANSPORTER: nats.url, REQUEST_TIMEOUT_MS: "3000", SAGA_LEASE_MS: "2000", SAGA_COMPENSATION_ATTEMPTS: "3", CHECKOUT_WAIT_MS: "2000" },
 	);
 	await cluster.start();
-	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/products")).status === 200, 60_000, "catalog");
-	await cluster.waitUntil(async () => (await cluster.http("POST", "/api/v1/auth/login", { body: { email: "x@example.com", password: "nope" } })).status === 401, 60_000, "identity");
-	admin = (await cluster.loginAdmin()).accessToken;
-	const products = (await cluster.http("GET", "/api/v1/products?pageSize=10")).body.items;
+	let products: { id: string; sku: string }[];
+	({ admin, products } = await shopReady(cluster, 2));
 	[A, B] = [products[0], products[1]];
-	await servicesUp();
 	// A: plenty; B: scarce (15), so the bursts also race for the last units (invariant 2).
 	for (const [p, qty] of [[A, 1000], [B, 15]] as const) {
 		const ws = (await cluster.http("GET", `/api/v1/admin/inventory/${p.sku}`, { token: admin })).body.warehouses;

@@ -3,36 +3,23 @@
  * Afterwards the order, its fulfillments, its payment and the stock must agree (DOMAIN.md 1–5,
  * API.md: ship of a fully refunded order → 409, a full refund before shipment cancels the order).
  */
-import { TestCluster } from "../support/harness";
-import { ADDRESS, checkInvariants } from "./support";
+import { SHOP_NODES, TestCluster } from "../support/harness";
+import { ADDRESS, FAULT_ENV, checkInvariants, log, shopReady } from "./support";
 
 jest.setTimeout(600_000);
 
 const cluster = new TestCluster(
-	[
-		{ name: "gateway", services: ["api"] },
-		{ name: "identity", services: ["auth", "customers", "users"] },
-		{ name: "catalog", services: ["catalog"] },
-		{ name: "commerce", services: ["cart", "orders", "payments"] },
-		{ name: "inventory", services: ["warehouse", "fulfillment", "shipping"] },
-	],
-	{ AUTH_RATE_LIMIT_MAX: "10000", RATE_LIMIT_MAX: "1000000", SAGA_RECOVER_MS: "300", SAGA_STUCK_RETRY_BASE_MS: "500", SAGA_STUCK_RETRY_MAX_MS: "2000" },
+	SHOP_NODES,
+	FAULT_ENV,
 );
 let admin: string;
 let customer: { accessToken: string };
 let A: { id: string; sku: string };
 const stockBefore: Record<string, any[]> = {};
-const log = (...a: unknown[]) => process.stdout.write(`[adv] ${a.map(x => (typeof x === "string" ? x : JSON.stringify(x))).join(" ")}\n`);
 
 beforeAll(async () => {
 	await cluster.start();
-	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/products")).status === 200, 60_000, "catalog");
-	await cluster.waitUntil(async () => (await cluster.http("POST", "/api/v1/auth/login", { body: { email: "x@example.com", password: "nope" } })).status === 401, 60_000, "identity");
-	admin = (await cluster.loginAdmin()).accessToken;
-	A = (await cluster.http("GET", "/api/v1/products?pageSize=1")).body.items[0];
-	await cluster.waitUntil(async () => (await cluster.http("GET", `/api/v1/admin/inventory/${A.sku}`, { token: admin })).status === 200, 60_000, "warehouse");
-	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/fulfillments", { token: admin })).status === 200, 60_000, "fulfillment");
-	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/payments", { token: admin })).status === 200, 60_000, "payments");
+	({ admin, products: [A] } = await shopReady(cluster));
 	stockBefore[A.sku] = (await cluster.http("GET", `/api/v1/admin/inventory/${A.sku}`, { token: admin })).body.warehouses;
 	customer = await cluster.registerCustomer();
 }, 300_000);

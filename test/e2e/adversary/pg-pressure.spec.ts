@@ -9,7 +9,7 @@ import { type ChildProcess, execSync, spawn } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ADDRESS, checkInvariants, checkoutWithRetries, tally } from "./support";
+import { ADDRESS, FAULT_ENV, checkInvariants, checkoutWithRetries, log, shopReady, tally } from "./support";
 
 jest.setTimeout(600_000);
 
@@ -19,10 +19,9 @@ const MAX_CONNECTIONS = Number(process.env.ADV_PG_MAX_CONNECTIONS ?? 40);
 process.env.E2E_DATABASE_URL = `postgres://postgres@127.0.0.1:${PORT}/postgres`;
 // After E2E_DATABASE_URL is set: the harness reads it when loaded.
  
-const { TestCluster } = require("../support/harness") as typeof import("../support/harness");
+const { SHOP_NODES, TestCluster } = require("../support/harness") as typeof import("../support/harness");
 
 const maybe = PG_BIN ? describe : describe.skip;
-const log = (...a: unknown[]) => process.stdout.write(`[adv] ${a.map(x => (typeof x === "string" ? x : JSON.stringify(x))).join(" ")}\n`);
 
 maybe("PostgreSQL with few connection slots", () => {
 	let pgProc: ChildProcess;
@@ -43,22 +42,11 @@ maybe("PostgreSQL with few connection slots", () => {
 		startPg();
 		await new Promise(r => setTimeout(r, 1500));
 		cluster = new TestCluster(
-			[
-				{ name: "gateway", services: ["api"] },
-				{ name: "identity", services: ["auth", "customers", "users"] },
-				{ name: "catalog", services: ["catalog"] },
-				{ name: "commerce", services: ["cart", "orders", "payments"] },
-				{ name: "inventory", services: ["warehouse", "fulfillment", "shipping"] },
-			],
-			{ AUTH_RATE_LIMIT_MAX: "10000", RATE_LIMIT_MAX: "1000000", REQUEST_TIMEOUT_MS: "5000", SAGA_RECOVER_MS: "500", SAGA_STUCK_RETRY_BASE_MS: "500", SAGA_STUCK_RETRY_MAX_MS: "2000", DATABASE_URL: process.env.E2E_DATABASE_URL! },
+			SHOP_NODES,
+			{ ...FAULT_ENV, REQUEST_TIMEOUT_MS: "5000", SAGA_RECOVER_MS: "500", DATABASE_URL: process.env.E2E_DATABASE_URL! },
 		);
 		await cluster.start();
-		await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/products")).status === 200, 120_000, "catalog");
-		await cluster.waitUntil(async () => (await cluster.http("POST", "/api/v1/auth/login", { body: { email: "x@example.com", password: "nope" } })).status === 401, 60_000, "identity");
-		admin = (await cluster.loginAdmin()).accessToken;
-		A = (await cluster.http("GET", "/api/v1/products?pageSize=1")).body.items[0];
-		await cluster.waitUntil(async () => (await cluster.http("GET", `/api/v1/admin/inventory/${A.sku}`, { token: admin })).status === 200, 60_000, "warehouse");
-		await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/payments", { token: admin })).status === 200, 60_000, "payments");
+		({ admin, products: [A] } = await shopReady(cluster, 1, 120_000));
 		const ws = (await cluster.http("GET", `/api/v1/admin/inventory/${A.sku}`, { token: admin })).body.warehouses;
 		expect((await cluster.http("PUT", `/api/v1/admin/inventory/${A.sku}`, { token: admin, body: { warehouseId: ws[0].warehouseId, onHand: 1000 } })).status).toBe(200);
 		stockBefore[A.sku] = (await cluster.http("GET", `/api/v1/admin/inventory/${A.sku}`, { token: admin })).body.warehouses;

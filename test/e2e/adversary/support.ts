@@ -11,6 +11,25 @@ import type { TestCluster } from "../support/harness";
 
 export const ADDRESS = { line1: "1 Main St", city: "Springfield", postalCode: "12345", country: "US" };
 
+/** Limits out of the way of bursts, and sagas that resume and retry within seconds after a fault. */
+export const FAULT_ENV = { AUTH_RATE_LIMIT_MAX: "10000", RATE_LIMIT_MAX: "1000000", SAGA_RECOVER_MS: "300", SAGA_STUCK_RETRY_BASE_MS: "500", SAGA_STUCK_RETRY_MAX_MS: "2000" };
+
+/** One line of the adversary's own log on stdout. */
+export const log = (...a: unknown[]) => process.stdout.write(`[adv] ${a.map(x => (typeof x === "string" ? x : JSON.stringify(x))).join(" ")}\n`);
+
+/**
+ * Waits until the shop can sell and every service an invariant check reads answers (catalog,
+ * identity, warehouse, orders, payments, fulfillment). Returns the admin's token and the first
+ * `n` demo products.
+ */
+export async function shopReady(cluster: TestCluster, n = 1, timeoutMs = 60_000): Promise<{ admin: string; products: { id: string; sku: string }[] }> {
+	const admin = await cluster.waitForShop(timeoutMs);
+	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/payments", { token: admin })).status === 200, timeoutMs, "payments");
+	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/admin/fulfillments", { token: admin })).status === 200, timeoutMs, "fulfillment");
+	const products = (await cluster.http("GET", `/api/v1/products?pageSize=${n}`)).body.items;
+	return { admin, products };
+}
+
 async function freePort(): Promise<number> {
 	return new Promise((resolve, reject) => {
 		const s = createServer();
