@@ -106,6 +106,8 @@ interface CheckoutData {
 	allocations?: { warehouseId: string; sku: string; quantity: number }[];
 	/** What authorize, then capture answered (in memory: the checkout answer's `payment`, no extra call). */
 	payment?: { status: string };
+	/** The authorised payment (authorize's answer), carried to capture so that it need not read it (issue 7); absent in sagas begun before. */
+	authorized?: { id: string; providerRef: string };
 	/** What fulfill created (in memory: the checkout answer's `fulfillments`). */
 	fulfillments?: { id: string; warehouseId: string; status: string }[];
 }
@@ -121,10 +123,10 @@ type CancelData = Pick<CheckoutData, "orderId" | "customerId" | "total" | "items
 const checkout: SagaDefinition<CheckoutData> = {
 	name: "checkout",
 	steps: [
-		{ name: "authorize", action: "payments.authorize", params: d => ({ orderId: d.orderId, amount: d.total, paymentToken: d.paymentToken }), timeout: 5000, retries: 2, onResult: (d, r) => ({ ...d, payment: { status: r.status } }), compensate: { action: "payments.void", params: d => ({ orderId: d.orderId }), timeout: 5000 } },
+		{ name: "authorize", action: "payments.authorize", params: d => ({ orderId: d.orderId, amount: d.total, paymentToken: d.paymentToken }), timeout: 5000, retries: 2, onResult: (d, r) => ({ ...d, payment: { status: r.status }, ...(r.paymentId && r.providerRef ? { authorized: { id: r.paymentId, providerRef: r.providerRef } } : {}) }), compensate: { action: "payments.void", params: d => ({ orderId: d.orderId }), timeout: 5000 } },
 		{ name: "reserve", action: "warehouse.reserve", params: d => ({ orderId: d.orderId, lines: d.lines }), timeout: 3000, retries: 2, onResult: (d, r) => ({ ...d, allocations: r.allocations }), compensate: { action: "warehouse.release", params: d => ({ orderId: d.orderId }), timeout: 3000 } },
 		{ name: "fulfill", action: "fulfillment.create", params: d => ({ orderId: d.orderId, allocations: d.allocations, shippingAddress: d.shippingAddress, shippingMethod: d.shippingMethod }), timeout: 3000, retries: 2, onResult: (d, r) => ({ ...d, fulfillments: r.fulfillments }), compensate: { action: "fulfillment.cancel", params: d => ({ orderId: d.orderId }), timeout: 3000 } },
-		{ name: "capture", action: "payments.capture", params: d => ({ orderId: d.orderId }), timeout: 5000, retries: 2, onResult: (d, r) => ({ ...d, payment: { status: r.status } }), compensate: { action: "payments.refund", params: d => ({ orderId: d.orderId }), timeout: 5000 } },
+		{ name: "capture", action: "payments.capture", params: d => ({ orderId: d.orderId, ...(d.authorized ? { payment: { ...d.authorized, amount: d.total } } : {}) }), timeout: 5000, retries: 2, onResult: (d, r) => ({ ...d, payment: { status: r.status } }), compensate: { action: "payments.refund", params: d => ({ orderId: d.orderId }), timeout: 5000 } },
 		{ name: "commit", action: "warehouse.commit", params: d => ({ orderId: d.orderId }), timeout: 3000, retries: 3 },
 	],
 	completed: (svc: Svc, d, s) => svc.finalParts(s, d, "CONFIRMED", null, "orders.order.confirmed", "PENDING"),

@@ -183,7 +183,8 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 								},
 								this.outboxPart(p, "outbox", [[refusal ? "payments.payment.failed" : "payments.payment.authorized", eventData(row)]], ["pay"]),
 							],
-							outcome: refusal ? { refusal } : { answer: { paymentId: row.id, status: "AUTHORIZED" } },
+							// providerRef: what capture needs (the saga carries it there, so capture reads nothing first).
+							outcome: refusal ? { refusal } : { answer: { paymentId: row.id, status: "AUTHORIZED", providerRef: reference ?? null } },
 						};
 					},
 					{
@@ -196,31 +197,64 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 			},
 		},
 
-		/** Saga step 4. A refused capture (402 CAPTURE_FAILED) leaves the authorisation open, for the saga to void. */
+		/**
+		 * Saga step 4. A refused capture (402 CAPTURE_FAILED) leaves the authorisation open, for the saga to void.
+		 *
+		 * `{ orderId, idempotencyKey, payment?: { id, providerRef, amount: { amount (cents), currency } } }`
+		 * → `{ paymentId, status: "CAPTURED" }`. `payment` is what authorize answered (the saga carries
+		 * it, issue 7): with it the first attempt calls the provider and writes the one conditional
+		 * UPDATE … WHERE id AND order_id AND amount AND status = 'AUTHORIZED', without reading the
+		 * payment first. Without it (sagas begun before), or when that attempt cannot apply (the payment
+		 * changed meanwhile, a wrong hint, a provider error), it reads the payment as before, so the
+		 * answers stay the same: 409 NO_OPEN_PAYMENT / ILLEGAL_PAYMENT_TRANSITION, 402 CAPTURE_FAILED,
+		 * and a repeat of the key gets the stored answer. `payment` is not part of the key's request.
+		 */
 		capture: {
-			params: { orderId, idempotencyKey: key },
-			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string }>) {
-				const { idempotencyKey, ...request } = ctx.params;
-				let sent: PaymentRow | undefined;
+			params: {
+				orderId,
+				idempotencyKey: key,
+				payment: { type: "object", optional: true, strict: true, props: { id: "string|min:1|max:36", providerRef: "string|min:1|max:100", amount: money } },
+			},
+			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string; payment?: { id: string; providerRef: string; amount: Money } }>) {
+				const { idempotencyKey, payment: hint, ...request } = ctx.params;
+				let sent: Pick<PaymentRow, "provider_ref" | "amount" | "currency"> | undefined;
+				let hinted = hint !== undefined;
 				return this.command(
 					{ scope: "payments", name: "capture", key: idempotencyKey, request: { op: "capture", ...request } },
 					async p => {
-						const [pay] = await this.sql.select<PaymentRow>(
-							"SELECT id, order_id, status, amount, currency, provider_ref FROM payments WHERE order_id = $1 AND status <> 'FAILED' ORDER BY created_at DESC LIMIT 1",
-							[request.orderId],
-						);
-						if (!pay) throw new ConflictError("The order has no authorised payment", "NO_OPEN_PAYMENT");
-						if (pay.status !== "CAPTURED") {
-							assertMove("capture", pay.status);
-							await this.provider.capture(pay.provider_ref!, { amount: Number(pay.amount), currency: pay.currency }, idempotencyKey);
-							sent = pay;
+						let pay: Pick<PaymentRow, "id" | "order_id" | "status" | "amount" | "currency" | "provider_ref"> | undefined;
+						if (hinted) {
+							// Only the first attempt trusts the hint; a refused write plans once more, reading.
+							hinted = false;
+							const row = { id: hint!.id, order_id: request.orderId, status: "AUTHORIZED" as PaymentStatus, amount: hint!.amount.amount, currency: hint!.amount.currency, provider_ref: hint!.providerRef };
+							try {
+								await this.provider.capture(row.provider_ref, hint!.amount, idempotencyKey);
+								pay = row;
+								sent = row;
+							} catch {
+								// The read path below decides what this is (captured already, voided, refused by the provider).
+							}
+						}
+						if (!pay) {
+							[pay] = await this.sql.select<PaymentRow>(
+								"SELECT id, order_id, status, amount, currency, provider_ref FROM payments WHERE order_id = $1 AND status <> 'FAILED' ORDER BY created_at DESC LIMIT 1",
+								[request.orderId],
+							);
+							if (!pay) throw new ConflictError("The order has no authorised payment", "NO_OPEN_PAYMENT");
+							if (pay.status !== "CAPTURED") {
+								assertMove("capture", pay.status);
+								await this.provider.capture(pay.provider_ref!, { amount: Number(pay.amount), currency: pay.currency }, idempotencyKey);
+								sent = pay;
+							}
 						}
 						faultPoint("payments.capture.afterProvider");
 						const id = p.text(pay.id);
-						const captured = `EXISTS (SELECT 1 FROM payments WHERE id = ${id} AND status = 'CAPTURED')`;
+						// The row must be the order's, of the amount the provider was asked for (a hint is checked here).
+						const mine = `order_id = ${p.text(pay.order_id)} AND amount = ${p.add(Number(pay.amount))} AND currency = ${p.text(pay.currency)}`;
+						const captured = `EXISTS (SELECT 1 FROM payments WHERE id = ${id} AND ${mine} AND status = 'CAPTURED')`;
 						return {
 							parts: [
-								{ name: "cap", sql: `UPDATE payments SET status = 'CAPTURED', captured = amount, updated_at = ${p.ts(new Date())} WHERE id = ${id} AND status = 'AUTHORIZED' RETURNING id` },
+								{ name: "cap", sql: `UPDATE payments SET status = 'CAPTURED', captured = amount, updated_at = ${p.ts(new Date())} WHERE id = ${id} AND ${mine} AND status = 'AUTHORIZED' RETURNING id` },
 								this.outboxPart(p, "outbox", [["payments.payment.captured", eventData({ ...pay, status: "CAPTURED" })]], ["cap"]),
 							],
 							outcome: { answer: { paymentId: pay.id, status: "CAPTURED" } },

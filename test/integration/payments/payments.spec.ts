@@ -61,7 +61,7 @@ describe.each([
 	it("authorizes once per key: concurrent calls with one key share one payment, one event", async () => {
 		const orderId = fresh("auth");
 		const answers = await Promise.all(Array.from({ length: 10 }, () => authorize(orderId)));
-		expect(answers).toEqual(Array(10).fill({ paymentId: answers[0].paymentId, status: "AUTHORIZED" }));
+		expect(answers).toEqual(Array(10).fill({ paymentId: answers[0].paymentId, status: "AUTHORIZED", providerRef: expect.any(String) }));
 		expect(await byOrder(orderId)).toEqual([{ id: answers[0].paymentId, status: "AUTHORIZED", amount: 5000, captured: 0, refunded: 0 }]);
 		expect(await events(orderId)).toEqual(["payments.payment.authorized"]);
 	});
@@ -131,6 +131,40 @@ describe.each([
 		expect(await capture(`${orderId}:capture-again`)).toEqual({ paymentId, status: "CAPTURED" });
 		expect(await byOrder(orderId)).toEqual([{ id: paymentId, status: "CAPTURED", amount: 5000, captured: 5000, refunded: 0 }]);
 		expect(await events(orderId)).toEqual(["payments.payment.authorized", "payments.payment.captured"]);
+	});
+
+	it("captures with what authorize answered (no read first), and falls back to reading when that cannot apply", async () => {
+		const capture = (orderId: string, idempotencyKey: string, payment?: unknown) => broker.call("payments.capture", { orderId, idempotencyKey, ...(payment ? { payment } : {}) });
+		// The saga's path: the hint, repeated under the key (the stored answer), and under another key.
+		const orderId = fresh("hint");
+		const { paymentId, providerRef } = await authorize(orderId);
+		const hint = { id: paymentId, providerRef, amount: usd(5000) };
+		expect(await Promise.all(Array.from({ length: 4 }, () => capture(orderId, `${orderId}:capture`, hint)))).toEqual(Array(4).fill({ paymentId, status: "CAPTURED" }));
+		expect(await capture(orderId, `${orderId}:capture`)).toEqual({ paymentId, status: "CAPTURED" });
+		expect(await capture(orderId, `${orderId}:capture-again`, hint)).toEqual({ paymentId, status: "CAPTURED" });
+		expect(await byOrder(orderId)).toEqual([{ id: paymentId, status: "CAPTURED", amount: 5000, captured: 5000, refunded: 0 }]);
+		expect(await events(orderId)).toEqual(["payments.payment.authorized", "payments.payment.captured"]);
+		// A payment voided meanwhile: the conditional update refuses, as without the hint.
+		const voided = fresh("hint-void");
+		const a = await authorize(voided);
+		await broker.call("payments.void", { orderId: voided, idempotencyKey: `${voided}:void` });
+		await expect(capture(voided, `${voided}:capture`, { id: a.paymentId, providerRef: a.providerRef, amount: usd(5000) })).rejects.toMatchObject({ code: 409, type: "ILLEGAL_PAYMENT_TRANSITION" });
+		expect(await byOrder(voided)).toEqual([expect.objectContaining({ status: "VOIDED", captured: 0 })]);
+		// A hint that is not the order's payment (another order's, another amount) captures only the order's own.
+		const other = fresh("hint-other");
+		const b = await authorize(other, 700);
+		await expect(capture(other, `${other}:capture`, { id: paymentId, providerRef, amount: usd(5000) })).resolves.toEqual({ paymentId: b.paymentId, status: "CAPTURED" });
+		const third = fresh("hint-amount");
+		const c = await authorize(third, 900);
+		await expect(capture(third, `${third}:capture`, { id: c.paymentId, providerRef: c.providerRef, amount: usd(901) })).resolves.toEqual({ paymentId: c.paymentId, status: "CAPTURED" });
+		expect(await byOrder(third)).toEqual([{ id: c.paymentId, status: "CAPTURED", amount: 900, captured: 900, refunded: 0 }]);
+		expect(await events(third)).toEqual(["payments.payment.authorized", "payments.payment.captured"]);
+		// A refused capture at the provider stays 402 with the hint; a malformed hint is a 422.
+		const fails = fresh("hint-capfail");
+		const d = await authorize(fails, 100, "tok_capture_fails");
+		await expect(capture(fails, `${fails}:capture`, { id: d.paymentId, providerRef: d.providerRef, amount: usd(100) })).rejects.toMatchObject({ code: 402, type: "CAPTURE_FAILED" });
+		await expect(capture(fails, fresh("k"), { id: d.paymentId, amount: usd(100) })).rejects.toMatchObject({ code: 422 });
+		expect(await byOrder(fails)).toEqual([expect.objectContaining({ status: "AUTHORIZED", captured: 0 })]);
 	});
 
 	it("voids once per key, treats nothing to void as done, and refuses to capture a voided payment", async () => {
