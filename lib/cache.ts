@@ -77,6 +77,53 @@ export function cacheKey(actionName: string, params: unknown, meta: any, opts: A
 	return opts?.byUser ? `${actionName}:u=${meta?.user?.id ?? "-"}|${body}` : `${actionName}:${body}`;
 }
 
+/**
+ * `ctx.meta[UNCACHEABLE_META] = true`, set by a handler: this answer is not to be stored (a
+ * product page that degraded to a null rating or availability because a dependency was slow or
+ * failing must not outlive the failure by the TTL). Moleculer merges a remote answer's meta into
+ * the caller's context, so the calling side's cache skips it too.
+ */
+export const UNCACHEABLE_META = "$uncacheable";
+
+class Uncacheable {
+	constructor(readonly result: unknown) {}
+}
+
+/**
+ * Wraps a cacher's Moleculer middleware so an answer whose handler set `UNCACHEABLE_META` is
+ * returned without being stored (Moleculer stores whatever resolves; a rejection is never stored,
+ * so the answer travels out of the cacher as one and is unwrapped here).
+ */
+function skippingMiddleware(base: any): any {
+	return {
+		...base,
+		localAction(handler: (ctx: Context<unknown, any>) => Promise<unknown>, action: any) {
+			const marked = (ctx: Context<unknown, any>) =>
+				handler(ctx).then(res => {
+					if (ctx.meta?.[UNCACHEABLE_META] !== true) return res;
+					delete ctx.meta[UNCACHEABLE_META];
+					return Promise.reject(new Uncacheable(res));
+				});
+			const cached = base.localAction(marked, action);
+			if (cached === marked) return handler;
+			return (ctx: Context<unknown, any>) =>
+				cached(ctx).catch((err: unknown) => {
+					if (!(err instanceof Uncacheable)) throw err;
+					ctx.meta[UNCACHEABLE_META] = true;
+					return err.result;
+				});
+		},
+	};
+}
+
+const MemoryLRUBase = Cachers.MemoryLRU as unknown as new (opts: unknown) => any;
+/** Moleculer's MemoryLRU cacher, skipping answers marked `UNCACHEABLE_META`. */
+class SkippingMemoryLRUCacher extends MemoryLRUBase {
+	middleware(): any {
+		return skippingMiddleware(super.middleware());
+	}
+}
+
 /** How long a process keeps a Redis answer in its own memory (ms): the bound should an invalidation broadcast be missed. */
 export const LOCAL_TIER_TTL_MS = 2000;
 const LOCAL_TIER_MAX = 5000;
@@ -96,6 +143,10 @@ class ForgivingRedisCacher extends RedisCacherBase {
 		this.local.delete(key);
 		this.local.set(key, { value, until: Date.now() + ms });
 		if (this.local.size > LOCAL_TIER_MAX) this.local.delete(this.local.keys().next().value!);
+	}
+
+	middleware(): any {
+		return skippingMiddleware(super.middleware());
 	}
 
 	/** Forgets the in-process tier (an invalidation another node already applied to Redis). */
@@ -180,7 +231,7 @@ export function cacherFor(setting: string | undefined, namespace: string): unkno
 			},
 		});
 	}
-	return { type: "MemoryLRU", options: { ...common, max: 5000 } };
+	return new SkippingMemoryLRUCacher({ ...common, max: 5000 });
 }
 
 /** Cleans this node's cache for the given domain events (Redis: the shared store). */

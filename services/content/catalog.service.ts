@@ -14,7 +14,7 @@ import { categorySnapshot, findCategory } from "../../lib/catalog/categories";
 import { DEMO_CATEGORIES, DEMO_PRODUCTS } from "../../lib/catalog/demo-data";
 import { type ProductInput, type ProductRecord, checkAttributes, createParams, newProductRecord, productChanges, productSnapshot, productView, updateParams } from "../../lib/catalog/product";
 import { PRODUCT_SORTS, type ProductSort, checkPriceRange, clampPaging, sortOrder, withDescendants } from "../../lib/catalog/query";
-import { DEFAULT_CACHE_TTL_S } from "../../lib/cache";
+import { DEFAULT_CACHE_TTL_S, UNCACHEABLE_META } from "../../lib/cache";
 import { ConflictError, NotFoundError } from "../../lib/errors";
 import type { DomainEvent } from "../../lib/events";
 import { AccessMixin } from "../../mixins/access.mixin";
@@ -202,6 +202,8 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 					this.optionalCall(ctx, "reviews.summary", { productId: row.id }),
 					this.optionalCall(ctx, "warehouse.availability", { sku: row.sku }),
 				]);
+				// A page degraded by a slow or failing dependency is not cached: it would outlive the failure by the TTL (lib/cache.ts).
+				if ((!rating && this.deployed("reviews")) || (!availability && this.deployed("warehouse"))) ctx.meta[UNCACHEABLE_META] = true;
 				return {
 					...productView(record(row)),
 					rating: rating ? { average: rating.average, count: rating.count } : null,
@@ -326,9 +328,14 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 		},
 
 		/** A dependency that may be absent or down: its answer, or null — quickly, never an error. */
+		/** Whether a service is in the cluster now. */
+		deployed(this: Svc, name: string): boolean {
+			return this.broker.registry.hasService(name, undefined as any);
+		},
+
 		async optionalCall(this: Svc, ctx: Context, action: string, params: Record<string, unknown>) {
 			// Not deployed: no call, no error to catch (issue 10).
-			if (!this.broker.registry.hasService(action.slice(0, action.indexOf(".")), undefined as any)) return null;
+			if (!this.deployed(action.slice(0, action.indexOf(".")))) return null;
 			try {
 				return await ctx.call(action, params, { timeout: this.settings.enrichTimeoutMs, retries: 0 });
 			} catch (err) {
