@@ -4,7 +4,7 @@
  * invalidation, with an in-memory store per process and with one shared Redis.
  */
 import { ServiceBroker } from "moleculer";
-import { RemoteCacheMiddleware, cacheKey, cacherFor, invalidateFor } from "../../../lib/cache";
+import { RemoteCacheMiddleware, UNCACHEABLE_META, cacheKey, cacherFor, invalidateFor } from "../../../lib/cache";
 
 const NATS = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const REDIS = process.env.REDIS_URL ?? "redis://127.0.0.1:6379/7";
@@ -25,6 +25,13 @@ describe.each([
 			actions: {
 				get: { cache: { ttl: 30, byRole: true } as any, handler: (ctx: any) => ({ n: ++calls, id: ctx.params.id }) },
 				getMany: { handler: () => ({ n: ++calls }) },
+				degraded: {
+					cache: { ttl: 30 } as any,
+					handler: (ctx: any) => {
+						if (ctx.params.bad) ctx.meta[UNCACHEABLE_META] = true;
+						return { n: ++calls };
+					},
+				},
 			},
 		});
 		await Promise.all([gateway.start(), owner.start()]);
@@ -43,6 +50,16 @@ describe.each([
 		const a: any = await gateway.call("catalog.getMany", {});
 		const b: any = await gateway.call("catalog.getMany", {});
 		expect(b.n).toBe(a.n + 1);
+	});
+
+	it("stores no answer its handler marked uncacheable, on the calling side nor the owner's", async () => {
+		const a: any = await gateway.call("catalog.degraded", { bad: true });
+		const b: any = await gateway.call("catalog.degraded", { bad: true });
+		expect(b.n).toBe(a.n + 1);
+		const c: any = await owner.call("catalog.degraded", { bad: true });
+		expect(c.n).toBe(b.n + 1);
+		const d: any = await gateway.call("catalog.degraded", { bad: false });
+		expect(((await gateway.call("catalog.degraded", { bad: false })) as any).n).toBe(d.n);
 	});
 
 	it("keys include every parameter, so an extra one never shares an accepted one's answer", () => {
