@@ -81,3 +81,27 @@ describe("RevocationList", () => {
 		expect(list.size).toBe(0);
 	});
 });
+
+describe("RevocationList against auth's page limit (adversary)", () => {
+	it("catches a missed revocation behind more than one page (5000) of revocations since the last look", async () => {
+		const clock = { now: 1_000_000 };
+		const revoked: { sid: string; revokedAt: number }[] = [];
+		// As auth.revokedSince: oldest first, at most 5000.
+		const broker = {
+			registry: { hasService: () => true },
+			logger: { debug: () => undefined },
+			call: jest.fn(async (_action: string, params: any) => ({ items: revoked.filter(r => r.revokedAt >= params.since).slice(0, 5000), now: clock.now })),
+		};
+		const list = new RevocationList(broker as any, 905_000, () => clock.now);
+		await list.sync();
+		expect(await list.isActive({ call: jest.fn(async () => true) } as any, "victim")).toBe(true);
+		// A burst of logouts whose broadcasts this replica missed (it was disconnected), the victim's last.
+		for (let i = 0; i < 6000; i++) revoked.push({ sid: `other-${i}`, revokedAt: clock.now + 1 + Math.floor(i / 10) });
+		revoked.push({ sid: "victim", revokedAt: clock.now + 700 });
+		clock.now += SYNC_EVERY_MS;
+		await list.sync();
+		clock.now += SYNC_EVERY_MS;
+		await list.sync();
+		expect(await list.isActive({ call: jest.fn(async () => true) } as any, "victim")).toBe(false);
+	});
+});
