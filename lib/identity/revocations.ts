@@ -19,6 +19,8 @@ import type { Context, ServiceBroker } from "moleculer";
 /** The Moleculer broadcast `auth` sends after revoking sessions: `{ sids: string[], revokedAt: ms }`. */
 export const SESSIONS_REVOKED_EVENT = "auth.sessions.revoked";
 
+/** Most sessions `auth.revokedSince` answers at once (oldest first): a full page means ask again from its last. */
+export const REVOKED_PAGE = 5000;
 /** How often a replica asks `auth` for the sessions revoked since its last look (ms). */
 export const SYNC_EVERY_MS = 1000;
 /** Longest a revoked session may still be used on any replica (ms): the stated bound. */
@@ -95,9 +97,18 @@ export class RevocationList {
 		this.syncing = true;
 		const startedAt = this.now();
 		try {
-			const answer: { items: { sid: string; revokedAt: number }[]; now: number } = await this.broker.call("auth.revokedSince", { since: Math.max(0, this.cursor) }, { timeout: REVOCATION_BOUND_MS - SYNC_EVERY_MS, retries: 0 });
-			for (const r of answer.items) this.add([r.sid], r.revokedAt);
-			this.cursor = answer.now - OVERLAP_MS;
+			let since = Math.max(0, this.cursor);
+			for (;;) {
+				const answer: { items: { sid: string; revokedAt: number }[]; now: number } = await this.broker.call("auth.revokedSince", { since }, { timeout: REVOCATION_BOUND_MS - SYNC_EVERY_MS, retries: 0 });
+				for (const r of answer.items) this.add([r.sid], r.revokedAt);
+				if (answer.items.length < REVOKED_PAGE) {
+					this.cursor = answer.now - OVERLAP_MS;
+					break;
+				}
+				// A full page: there may be more after it (oldest first); the next page starts at its last (a repeat is harmless).
+				const last = answer.items[answer.items.length - 1].revokedAt;
+				since = last > since ? last : since + 1;
+			}
 			this.lastSyncOkAt = startedAt;
 			this.prune();
 		} catch (err) {

@@ -11,7 +11,7 @@ import { EMAIL_PARAM, normaliseEmail, parseEmail } from "../../lib/identity/emai
 import { LOGIN_THROTTLE, type ThrottlePolicy, type ThrottleState, addressKey, admit, bucketKey, countAttempt, current } from "../../lib/identity/login-throttle";
 import { hashRefreshToken, newRefreshToken } from "../../lib/identity/refresh-tokens";
 import { PASSWORD_RULE, hashPassword, verifyPassword } from "../../lib/passwords";
-import { SESSIONS_REVOKED_EVENT } from "../../lib/identity/revocations";
+import { REVOKED_PAGE, SESSIONS_REVOKED_EVENT } from "../../lib/identity/revocations";
 import { singleLine } from "../../lib/text";
 import { signAccessToken } from "../../lib/tokens";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
@@ -266,7 +266,7 @@ const AuthService: ServiceSchema<any, any, any, Svc> = {
 		},
 
 		/**
-		 * Sessions revoked at or after `since` (ms since the epoch), oldest first, at most 5000:
+		 * Sessions revoked at or after `since` (ms since the epoch), oldest first, at most REVOKED_PAGE (5000; a full page: ask again from its last):
 		 * `{ items: [{ sid, revokedAt }], now }` (`now`: this node's clock, the next `since`). The
 		 * gateways' revocation lists (lib/identity/revocations.ts) follow this every second.
 		 */
@@ -278,7 +278,7 @@ const AuthService: ServiceSchema<any, any, any, Svc> = {
 					where: { revoked_at: { [Op.gte]: new Date(ctx.params.since) } },
 					attributes: ["id", "revoked_at"],
 					order: [["revoked_at", "ASC"]],
-					limit: 5000,
+					limit: REVOKED_PAGE,
 					raw: true,
 				});
 				return { items: rows.map(r => ({ sid: r.id, revokedAt: new Date(r.revoked_at).getTime() })), now };
