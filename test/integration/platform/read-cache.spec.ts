@@ -4,7 +4,7 @@
  * invalidation, with an in-memory store per process and with one shared Redis.
  */
 import { ServiceBroker } from "moleculer";
-import { RemoteCacheMiddleware, UNCACHEABLE_META, cacheKey, cacherFor, invalidateFor } from "../../../lib/cache";
+import { RemoteCacheMiddleware, UNCACHEABLE_META, cacheKey, cacherFor, forgetUser, invalidateFor } from "../../../lib/cache";
 
 const NATS = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const REDIS = process.env.REDIS_URL ?? "redis://127.0.0.1:6379/7";
@@ -21,6 +21,19 @@ describe.each([
 
 	beforeAll(async () => {
 		owner.createService({
+			name: "cart",
+			actions: {
+				get: {
+					cache: { ttl: 10, byUser: true } as any,
+					async handler(ctx: any) {
+						const n = ++calls;
+						if (ctx.params.slowMs) await new Promise(r => setTimeout(r, ctx.params.slowMs));
+						return { n };
+					},
+				},
+			},
+		});
+		owner.createService({
 			name: "catalog",
 			actions: {
 				get: { cache: { ttl: 30, byRole: true } as any, handler: (ctx: any) => ({ n: ++calls, id: ctx.params.id }) },
@@ -35,7 +48,7 @@ describe.each([
 			},
 		});
 		await Promise.all([gateway.start(), owner.start()]);
-		await gateway.waitForServices("catalog");
+		await gateway.waitForServices(["catalog", "cart"]);
 		await (owner.cacher as any).clean("**");
 	});
 	afterAll(() => Promise.all([gateway.stop(), owner.stop()]));
@@ -60,6 +73,20 @@ describe.each([
 		expect(c.n).toBe(b.n + 1);
 		const d: any = await gateway.call("catalog.degraded", { bad: false });
 		expect(((await gateway.call("catalog.degraded", { bad: false })) as any).n).toBe(d.n);
+	});
+
+	it("does not store a read that began before a clean of its key (read-your-writes of a cart changed meanwhile)", async () => {
+		const meta = { user: { id: "cust-rw", typ: "customer" } };
+		// A read in flight while the cart changes: it read the old lines before the change committed.
+		const slow = gateway.call("cart.get", { slowMs: 300 }, { meta });
+		await new Promise(r => setTimeout(r, 50));
+		// The change commits; the cart's after hook cleans this customer's answers everywhere, then the change answers.
+		await forgetUser(owner, "cart.get", "cust-rw");
+		await new Promise(r => setTimeout(r, 50));
+		const old: any = await slow;
+		// The customer reads again after the change answered: not the old answer.
+		const next: any = await gateway.call("cart.get", { slowMs: 300 }, { meta });
+		expect(next.n).toBeGreaterThan(old.n);
 	});
 
 	it("keys include every parameter, so an extra one never shares an accepted one's answer", () => {
