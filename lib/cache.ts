@@ -19,7 +19,11 @@
  *   transporter, or a Redis that comes back, is cleaned whole (broadcasts may have been missed).
  *   The TTL is the backstop (a read that began before a commit and stored its answer after the
  *   last clean lives at most that long); with Redis, a missed broadcast leaves a process's own
- *   tier stale for at most LOCAL_TIER_TTL_MS.
+ *   tier stale for at most LOCAL_TIER_TTL_MS. A read during which this node cleaned anything (or
+ *   heard of a clean) is answered but not stored: it may have read before the change committed,
+ *   and would otherwise put the old answer back after the clean (a cart read while it changed).
+ * - Not stored either: an answer whose handler set `ctx.meta[UNCACHEABLE_META]` (a product page
+ *   degraded by a slow or failing dependency).
  * - Redis down: the cacher counts as disconnected, reads go to the services uncached, and
  *   `/health/ready` lists `cache` under `degraded` (lib/readiness.ts) without turning unready.
  */
@@ -94,24 +98,28 @@ class Uncacheable {
  * returned without being stored (Moleculer stores whatever resolves; a rejection is never stored,
  * so the answer travels out of the cacher as one and is unwrapped here).
  */
-function skippingMiddleware(base: any): any {
+function skippingMiddleware(cacher: { cleans: number }, base: any): any {
 	return {
 		...base,
 		localAction(handler: (ctx: Context<unknown, any>) => Promise<unknown>, action: any) {
+			const began = new WeakMap<object, number>();
 			const marked = (ctx: Context<unknown, any>) =>
 				handler(ctx).then(res => {
-					if (ctx.meta?.[UNCACHEABLE_META] !== true) return res;
+					// A clean since this read began (a change committed meanwhile): its answer may predate the change, so it is not stored.
+					if (ctx.meta?.[UNCACHEABLE_META] !== true && began.get(ctx) === cacher.cleans) return res;
 					delete ctx.meta[UNCACHEABLE_META];
 					return Promise.reject(new Uncacheable(res));
 				});
 			const cached = base.localAction(marked, action);
 			if (cached === marked) return handler;
-			return (ctx: Context<unknown, any>) =>
-				cached(ctx).catch((err: unknown) => {
+			return (ctx: Context<unknown, any>) => {
+				began.set(ctx, cacher.cleans);
+				return cached(ctx).catch((err: unknown) => {
 					if (!(err instanceof Uncacheable)) throw err;
 					ctx.meta[UNCACHEABLE_META] = true;
 					return err.result;
 				});
+			};
 		},
 	};
 }
@@ -119,8 +127,16 @@ function skippingMiddleware(base: any): any {
 const MemoryLRUBase = Cachers.MemoryLRU as unknown as new (opts: unknown) => any;
 /** Moleculer's MemoryLRU cacher, skipping answers marked `UNCACHEABLE_META`. */
 class SkippingMemoryLRUCacher extends MemoryLRUBase {
+	/** Cleans so far: a read that saw one happen while it ran is not stored. */
+	cleans = 0;
+
 	middleware(): any {
-		return skippingMiddleware(super.middleware());
+		return skippingMiddleware(this, super.middleware());
+	}
+
+	clean(match?: string | string[]): Promise<unknown> {
+		this.cleans++;
+		return super.clean(match);
 	}
 }
 
@@ -145,12 +161,16 @@ class ForgivingRedisCacher extends RedisCacherBase {
 		if (this.local.size > LOCAL_TIER_MAX) this.local.delete(this.local.keys().next().value!);
 	}
 
+	/** Cleans so far, here or by another node's broadcast: a read that saw one happen while it ran is not stored. */
+	cleans = 0;
+
 	middleware(): any {
-		return skippingMiddleware(super.middleware());
+		return skippingMiddleware(this, super.middleware());
 	}
 
 	/** Forgets the in-process tier (an invalidation another node already applied to Redis). */
 	forgetLocal(): void {
+		this.cleans++;
 		this.local.clear();
 	}
 
@@ -192,6 +212,7 @@ class ForgivingRedisCacher extends RedisCacherBase {
 	}
 
 	clean(match?: string | string[]): Promise<unknown> {
+		this.cleans++;
 		this.local.clear();
 		if ((this as any).connected === false) return Promise.resolve();
 		// Again once Redis is clean: a read between the two may have brought back an old answer.
