@@ -108,8 +108,17 @@ const DATABASE_HEALTH_ERRORS = /^Sequelize(Connection\w*|HostNotFound|HostNotRea
  * API.md: a dependency unavailable is a 503, not a 500.
  */
 export function isDatabaseUnavailable(err: any): boolean {
-	return DATABASE_HEALTH_ERRORS.test(String(err?.name ?? ""));
+	if (DATABASE_HEALTH_ERRORS.test(String(err?.name ?? ""))) return true;
+	// A connection lost under a statement comes back as a SequelizeDatabaseError: PostgreSQL stopping
+	// or restarting (SQLSTATE class 57P: "terminating connection due to administrator command", "the
+	// database system is starting up / shutting down"), or the socket closed (pg: "Connection
+	// terminated unexpectedly"). The message is what crosses the bus, so it is what is matched
+	// (adversary finding: PostgreSQL crashed mid-burst gave 500s).
+	return /^Sequelize\w*Error$/.test(String(err?.name ?? "")) && DATABASE_GONE.test(String(err?.message ?? ""));
 }
+
+/** Messages of a database connection lost under a statement (see isDatabaseUnavailable). */
+const DATABASE_GONE = /terminating connection|connection terminated|the database system is (starting up|shutting down|in recovery)|server closed the connection|ECONNREFUSED|ECONNRESET|Connection is closed/i;
 
 /**
  * The circuit breaker's `check` (moleculer.config.ts): does this failure say something about the

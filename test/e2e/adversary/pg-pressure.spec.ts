@@ -112,5 +112,9 @@ maybe("PostgreSQL with few connection slots", () => {
 		log("pg-crash", { attempts: tally(outcomes), noOrder: outcomes.filter(o => !o.order).map(o => ({ key: o.key, attempts: o.attempts.slice(-3) })), ...inv });
 		expect(outcomes.filter(o => !o.order)).toEqual([]);
 		expect(inv.violations).toEqual([]);
+		// Known, not fixed: while PostgreSQL is down, a few requests (0–5 of ~400 in five runs) answer 500
+		// INTERNAL_ERROR instead of 503; their cause is not found yet. Logged so a run says what they were.
+		const fiveHundreds = outcomes.flatMap(o => o.attempts).filter(a => a.status === 500);
+		if (fiveHundreds.length) log("pg-crash 500 answers", fiveHundreds.length, fiveHundreds.map(a => a.error).slice(0, 2));
 	});
 });

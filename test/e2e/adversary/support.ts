@@ -77,6 +77,8 @@ export class OwnNats {
 export interface Attempt {
 	status: number | "ERR";
 	ms: number;
+	/** A server error's answer (type and message), to say what it was. */
+	error?: string;
 }
 
 export interface CheckoutOutcome {
@@ -97,7 +99,7 @@ export async function checkoutWithRetries(cluster: TestCluster, token: string, k
 		const t0 = Date.now();
 		try {
 			const res = await cluster.http("POST", "/api/v1/orders", { token, body, headers: { "idempotency-key": key } });
-			out.attempts.push({ status: res.status, ms: res.ms });
+			out.attempts.push({ status: res.status, ms: res.ms, ...(res.status >= 500 ? { error: `${(res.body as any)?.type}: ${(res.body as any)?.message}` } : {}) });
 			if (res.status === 201 || res.status === 202) {
 				out.order = res.body;
 				break;

@@ -36,6 +36,8 @@ interface RunningNode {
 	/** The ports the node bound and reported (bin/start.ts NodeStarted), once it has started. */
 	httpPort: number | null;
 	metricsPort: number | null;
+	/** Set when the node reported that its broker and every service on it have started. */
+	started: boolean;
 }
 
 export interface HttpResult {
@@ -145,11 +147,12 @@ export class TestCluster {
 			},
 			stdio: ["ignore", "pipe", "pipe", "ipc"],
 		});
-		const node: RunningNode = { spec, child, output: [], httpPort: null, metricsPort: null };
+		const node: RunningNode = { spec, child, output: [], httpPort: null, metricsPort: null, started: false };
 		child.on("message", (msg: any) => {
 			if (msg?.type !== "mc:node-started") return;
 			node.httpPort = msg.httpPort;
 			node.metricsPort = msg.metricsPort;
+			node.started = true;
 			// A (re)started gateway is reached on the port it bound this time.
 			if (msg.httpPort) this.port = msg.httpPort;
 		});
@@ -206,12 +209,21 @@ export class TestCluster {
 		await this.spawnNode(node.spec);
 	}
 
-	/** Starts a node again after it died, optionally with other environment variables. */
-	async respawn(name: string, env?: Record<string, string>): Promise<void> {
+	/**
+	 * Starts a node again after it died, optionally with other environment variables, and waits until
+	 * it reports every service started (bin/start.ts). A restarted node keeps its id, so until then
+	 * the other nodes, which still know its previous run's services, send it calls it cannot serve yet
+	 * (a saga step would count as not sent and be compensated): then a short pause for its INFO to
+	 * reach them.
+	 */
+	async respawn(name: string, env?: Record<string, string>, timeoutMs = 60_000): Promise<void> {
 		const node = this.nodes.get(name);
 		if (!node) throw new Error(`no node ${name}`);
 		if (env) node.spec = { ...node.spec, env: { ...node.spec.env, ...env } };
 		await this.spawnNode(node.spec);
+		const current = this.nodes.get(name)!;
+		await this.waitUntil(async () => current.started || current.child.exitCode !== null, timeoutMs, `${name} started`);
+		if (current.started) await new Promise(r => setTimeout(r, 500));
 	}
 
 	/** Resolves when the node's process has exited (e.g. killed by a fault point). */

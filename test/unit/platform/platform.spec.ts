@@ -102,6 +102,11 @@ describe("error shape", () => {
 		// PostgreSQL out of connections, as the gateway receives it over the transporter (adversary finding).
 		expect(toErrorBody({ name: "SequelizeConnectionError", message: "sorry, too many clients already" })).toMatchObject({ code: 503, type: "DATABASE_UNAVAILABLE" });
 		expect(toErrorBody({ name: "SequelizeConnectionAcquireTimeoutError", message: "Operation timeout" })).toMatchObject({ code: 503 });
+		// A connection lost under a statement while PostgreSQL stops or restarts: a dependency unavailable too.
+		expect(toErrorBody({ name: "SequelizeDatabaseError", message: "terminating connection due to administrator command" })).toMatchObject({ code: 503, type: "DATABASE_UNAVAILABLE" });
+		expect(toErrorBody({ name: "SequelizeDatabaseError", message: "the database system is starting up" })).toMatchObject({ code: 503 });
+		// Any other database error stays a 500 that says nothing of its detail.
+		expect(toErrorBody({ name: "SequelizeDatabaseError", message: 'relation "x" does not exist' })).toMatchObject({ code: 500, type: "INTERNAL_ERROR" });
 		expect(toErrorBody(new Error("secret detail"))).toEqual({ name: "InternalServerError", message: expect.not.stringContaining("secret"), code: 500, type: "INTERNAL_ERROR" });
 	});
 
