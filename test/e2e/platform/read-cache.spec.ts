@@ -44,6 +44,10 @@ beforeAll(async () => {
 	);
 	await cluster.start();
 	await cluster.waitUntil(async () => (await cluster.http("GET", "/api/v1/products?pageSize=1")).status === 200, 60_000, "catalog");
+	// Identity on every replica before anyone logs in (a login before auth is up answers 503).
+	for (const via of GATEWAYS) {
+		await cluster.waitUntil(async () => (await cluster.http("POST", "/api/v1/auth/login", { via, body: { email: "x@example.com", password: "nope" } })).status === 401, 60_000, `identity via ${via}`);
+	}
 }, 120_000);
 
 afterAll(async () => {
