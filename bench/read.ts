@@ -25,10 +25,11 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
-import { type AddressInfo, createServer as createNetServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestCluster } from "../test/e2e/support/harness";
+import { freePort } from "../test/support/ports";
 
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
 const WARMUP_S = Number(process.env.BENCH_WARMUP_S ?? 3);
@@ -52,16 +53,6 @@ done = function(summary, latency, requests)
 end
 `;
 
-function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const s = createNetServer();
-		s.once("error", reject);
-		s.listen(0, "127.0.0.1", () => {
-			const port = (s.address() as AddressInfo).port;
-			s.close(() => resolve(port));
-		});
-	});
-}
 
 /** user + system CPU of a process so far (ms). */
 function cpuMs(pid: number): number {

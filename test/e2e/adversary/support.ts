@@ -4,10 +4,10 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestCluster } from "../support/harness";
+import { freePort } from "../../support/ports";
 
 export const ADDRESS = { line1: "1 Main St", city: "Springfield", postalCode: "12345", country: "US" };
 
@@ -30,16 +30,6 @@ export async function shopReady(cluster: TestCluster, n = 1, timeoutMs = 60_000)
 	return { admin, products };
 }
 
-async function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const s = createServer();
-		s.once("error", reject);
-		s.listen(0, "127.0.0.1", () => {
-			const port = (s.address() as { port: number }).port;
-			s.close(() => resolve(port));
-		});
-	});
-}
 
 /** A nats-server with JetStream on a free port and its own store dir, which can be stopped and started again on the same port. */
 export class OwnNats {

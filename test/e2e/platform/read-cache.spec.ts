@@ -6,24 +6,14 @@
  * gone reads still answer, uncached, while /health/ready says the cache is degraded.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { type AddressInfo, createServer } from "node:net";
 import { REVOCATION_BOUND_MS } from "../../../lib/identity/revocations";
 import { TestCluster } from "../support/harness";
+import { freePort } from "../../support/ports";
 
 /** The stated bound for catalog, stock and rating reads after the change's answer (ms). */
 const CACHE_BOUND_MS = 2000;
 const GATEWAYS = ["gateway-1", "gateway-2"];
 
-function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const s = createServer();
-		s.once("error", reject);
-		s.listen(0, "127.0.0.1", () => {
-			const port = (s.address() as AddressInfo).port;
-			s.close(() => resolve(port));
-		});
-	});
-}
 
 let redis: ChildProcess;
 let redisPort = 0;
