@@ -140,7 +140,7 @@ async function startPostgres(): Promise<{ url: string; proc: ChildProcess; dir: 
 	const port = await freePort();
 	const proc = spawn(
 		join(PG_BIN, "postgres"),
-		["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track=all", "-c", "pg_stat_statements.max=10000"],
+		["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track=all", "-c", "pg_stat_statements.max=10000", "-c", "pg_stat_statements.track_planning=on", ...(process.env.BENCH_PG_OPTS ?? "").split(/\s+/).filter(Boolean).flatMap(o => ["-c", o])],
 		{ ...ids, stdio: ["ignore", "pipe", "pipe"] },
 	);
 	let log = "";
@@ -170,7 +170,7 @@ interface Snapshot {
 	rollbacks: number;
 	brokerCalls: number | null;
 	byAction: Record<string, number>;
-	byQuery: Map<string, { query: string; calls: number }>;
+	byQuery: Map<string, { query: string; calls: number; planMs: number; execMs: number }>;
 }
 
 async function main(): Promise<void> {
@@ -215,10 +215,10 @@ async function main(): Promise<void> {
 		const db = await q("SELECT COALESCE(SUM(xact_commit),0)::bigint AS c, COALESCE(SUM(xact_rollback),0)::bigint AS r FROM pg_stat_database WHERE datname LIKE $1", [like]);
 		let statements: number | null = null;
 		let txControl: number | null = null;
-		const byQuery = new Map<string, { query: string; calls: number }>();
+		const byQuery = new Map<string, { query: string; calls: number; planMs: number; execMs: number }>();
 		if (hasStatements) {
-			for (const r of await q("SELECT p.queryid::text AS id, p.query, p.calls::bigint AS calls FROM pg_stat_statements p JOIN pg_database d ON d.oid = p.dbid WHERE d.datname LIKE $1", [like]))
-				byQuery.set(r.id, { query: String(r.query).replace(/\s+/g, " ").slice(0, 160), calls: Number(r.calls) });
+			for (const r of await q("SELECT p.queryid::text AS id, p.query, p.calls::bigint AS calls, p.total_plan_time AS plan, p.total_exec_time AS exec FROM pg_stat_statements p JOIN pg_database d ON d.oid = p.dbid WHERE d.datname LIKE $1", [like]))
+				byQuery.set(r.id, { query: String(r.query).replace(/\s+/g, " ").slice(0, 160), calls: Number(r.calls), planMs: Number(r.plan), execMs: Number(r.exec) });
 			const s = await q(
 				`SELECT COALESCE(SUM(calls) FILTER (WHERE query !~* '^\\s*(BEGIN|COMMIT|ROLLBACK|START TRANSACTION|SAVEPOINT|RELEASE|END)'),0)::bigint AS s,
 				        COALESCE(SUM(calls) FILTER (WHERE query ~* '^\\s*(BEGIN|COMMIT|ROLLBACK|START TRANSACTION|SAVEPOINT|RELEASE|END)'),0)::bigint AS t
@@ -338,7 +338,13 @@ async function main(): Promise<void> {
 			const byAction: Record<string, number | null> = {};
 			for (const [a, n] of Object.entries(after.byAction)) if (n - (before.byAction[a] ?? 0) > 0) byAction[a] = per(n - (before.byAction[a] ?? 0));
 			const statementsByQuery = [...after.byQuery]
-				.map(([id, { query, calls }]) => ({ perCheckout: per(calls - (before.byQuery.get(id)?.calls ?? 0)) ?? 0, query }))
+				.map(([id, { query, calls, planMs, execMs }]) => {
+					const b = before.byQuery.get(id);
+					const n = calls - (b?.calls ?? 0);
+					// Server time inside PostgreSQL per call (pg_stat_statements, track_planning on): planning and execution.
+					const perCall = (ms: number) => (n > 0 ? Number((ms / n).toFixed(3)) : 0);
+					return { perCheckout: per(n) ?? 0, planMsPerCall: perCall(planMs - (b?.planMs ?? 0)), execMsPerCall: perCall(execMs - (b?.execMs ?? 0)), query };
+				})
 				.filter(x => x.perCheckout > 0)
 				.sort((a, b) => b.perCheckout - a.perCheckout)
 				.slice(0, 30);

@@ -17,6 +17,7 @@
  * On SQLite every write goes through Sequelize's managed transactions, which this process queues
  * (one writer per file, mixins/db.mixin.ts), so the raw statements never race the models.
  */
+import { createHash } from "node:crypto";
 import type { Sequelize, Transaction } from "sequelize";
 
 export type Dialect = "postgres" | "sqlite";
@@ -155,7 +156,44 @@ export function violationOf(err: unknown): Violation | undefined {
 }
 
 interface PgClient {
-	query(text: string, values?: unknown[]): Promise<{ rows: any[]; rowCount: number | null }>;
+	query(config: { text: string; values?: unknown[]; name?: string }): Promise<{ rows: any[]; rowCount: number | null }>;
+}
+
+/** Distinct statements one connection keeps prepared; past this, new texts go unnamed (parsed and planned per call). */
+export const PREPARED_PER_CONNECTION = 256;
+const preparedOn = new WeakMap<object, Set<string>>();
+const nameCache = new Map<string, string>();
+
+/** A statement's name: a digest of its text, so one name never stands for two texts. */
+function statementName(text: string): string {
+	let name = nameCache.get(text);
+	if (name === undefined) {
+		name = `mc_${createHash("sha1").update(text).digest("hex").slice(0, 24)}`;
+		if (nameCache.size >= 4 * PREPARED_PER_CONNECTION) nameCache.clear();
+		nameCache.set(text, name);
+	}
+	return name;
+}
+
+/**
+ * Runs one statement on a pg client as a NAMED prepared statement (node-postgres keeps the name
+ * per connection and sends only Bind/Execute on later calls). PostgreSQL then skips parsing and
+ * rewriting, and after five executions plans once for all values (its plan cache), which is most
+ * of a command statement's server CPU: the checkout's CTE statements spent about as long being
+ * planned as running (bench/checkout.ts, pg_stat_statements with track_planning). A connection
+ * keeps at most PREPARED_PER_CONNECTION of them, so statements whose text varies (IN lists of
+ * varying length) cannot grow a backend's memory without bound.
+ */
+export function pgQuery(client: unknown, text: string, values: readonly unknown[] = []): Promise<{ rows: any[]; rowCount: number | null }> {
+	const c = client as PgClient;
+	let names = preparedOn.get(c as object);
+	if (!names) preparedOn.set(c as object, (names = new Set()));
+	const name = statementName(text);
+	if (names.has(name) || names.size < PREPARED_PER_CONNECTION) {
+		names.add(name);
+		return c.query({ name, text, values: values as unknown[] });
+	}
+	return c.query({ text, values: values as unknown[] });
 }
 
 interface SqliteDb {
@@ -200,13 +238,13 @@ class ConnectionRunner implements Runner {
 	) {}
 
 	async query<T>(sql: string, values: readonly unknown[] = []): Promise<T[]> {
-		if (this.dialect === "postgres") return (await (this.conn as PgClient).query(sql, values as unknown[])).rows as T[];
+		if (this.dialect === "postgres") return (await pgQuery(this.conn, sql, values)).rows as T[];
 		return sqliteAll(this.conn as SqliteDb, sql, values);
 	}
 
 	async write(parts: Part[], params: Params): Promise<Record<string, any[]>> {
 		if (this.dialect === "postgres") {
-			const row = (await (this.conn as PgClient).query(composePostgres(parts), params.values as unknown[])).rows[0];
+			const row = (await pgQuery(this.conn, composePostgres(parts), params.values)).rows[0];
 			return Object.fromEntries(parts.map(p => [p.name, row[p.name] ?? []]));
 		}
 		checkParts(parts);
