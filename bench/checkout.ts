@@ -48,6 +48,7 @@ const RATE = Number(process.env.BENCH_RATE ?? 100);
 const ONE_S = Number(process.env.BENCH_ONE_S ?? 10);
 const SKUS = Math.max(20, Number(process.env.BENCH_SKUS ?? 24));
 const DRAIN_S = Number(process.env.BENCH_DRAIN_S ?? 2);
+const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 5);
 const SHARED = process.env.BENCH_SHARED === "1";
 const PG_BIN = process.env.BENCH_PG_BIN ?? "/usr/lib/postgresql/15/bin";
 const TICKS_PER_S = 100;
@@ -239,6 +240,13 @@ async function main(): Promise<void> {
 			const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
 			for (const line of text.split("\n")) {
 				// Each action executed counts once (type="local"); a remote call is counted by its caller too.
+				// Moleculer events handled (broadcasts count once per receiving node): "event:<name>".
+				if (line.startsWith("moleculer_event_received_total{")) {
+					const event = /event="([^"]*)"/.exec(line)?.[1] ?? "?";
+					const n = Number(line.slice(line.lastIndexOf(" ") + 1));
+					byAction[`event:${event}`] = (byAction[`event:${event}`] ?? 0) + n;
+					continue;
+				}
 				if (!line.startsWith("moleculer_request_total{") || !line.includes('type="local"')) continue;
 				const action = /action="([^"]*)"/.exec(line)?.[1] ?? "?";
 				if (action.startsWith("api.") || action.startsWith("$node.")) continue;
@@ -411,6 +419,13 @@ async function main(): Promise<void> {
 			return { latencies, statuses, elapsedS: (performance.now() - t0) / 1000 };
 		};
 
+		// What the cluster costs doing nothing (timers, heartbeats, polls): background work that every
+		// phase's per-checkout figure includes.
+		console.log(`idle ${IDLE_S}s...`);
+		const stopIdle = cpuMeter();
+		await sleep(IDLE_S * 1000);
+		const idleCpu = stopIdle();
+		const idleCpuMsPerSecond = Object.fromEntries(Object.entries(idleCpu.byProcess).map(([g, ms]) => [g, Number((ms / IDLE_S).toFixed(1))]));
 		console.log(`warming up ${WARMUP_S}s with ${CONCURRENCY} clients...`);
 		await closedLoop(CONCURRENCY, WARMUP_S);
 		await sleep(DRAIN_S * 1000);
@@ -437,6 +452,7 @@ async function main(): Promise<void> {
 			openLoop: { ratePerSecond: RATE, achievedPerSecond: open.checkoutsPerSecond, latencyMs: open.latencyMs },
 			oneClient: { latencyMs: one.latencyMs },
 			cpuMsPerCheckout: closed.cpuMsPerCheckout,
+			idleCpuMsPerSecond: { total: Number((idleCpu.totalMs / IDLE_S).toFixed(1)), ...idleCpuMsPerSecond },
 			sqlStatementsPerCheckout: closed.sqlStatementsPerCheckout,
 			commitsPerCheckout: closed.commitsPerCheckout,
 			brokerCallsPerCheckout: closed.brokerCallsPerCheckout,

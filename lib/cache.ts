@@ -36,9 +36,9 @@ export const DEFAULT_CACHE_TTL_S = 30;
 
 /** Domain event → the cache key patterns it makes stale (keys are `<action>:[u=<user>|]<params>`; `**` matches anything, dots included). */
 export const INVALIDATES: Record<string, string[]> = {
-	"catalog.product.created": ["catalog.list:**", "catalog.get:**", "search.**", "cart.get:**"],
-	"catalog.product.updated": ["catalog.list:**", "catalog.get:**", "search.**", "cart.get:**"],
-	"catalog.product.archived": ["catalog.list:**", "catalog.get:**", "search.**", "cart.get:**"],
+	"catalog.product.created": ["catalog.list:**", "catalog.get:**", "catalog.product:**", "search.**", "cart.get:**"],
+	"catalog.product.updated": ["catalog.list:**", "catalog.get:**", "catalog.product:**", "search.**", "cart.get:**"],
+	"catalog.product.archived": ["catalog.list:**", "catalog.get:**", "catalog.product:**", "search.**", "cart.get:**"],
 	"catalog.category.created": ["catalog.categories**", "catalog.list:**", "catalog.get:**", "search.**"],
 	"catalog.category.updated": ["catalog.categories**", "catalog.list:**", "catalog.get:**", "search.**"],
 	"catalog.category.deleted": ["catalog.categories**", "catalog.list:**", "catalog.get:**", "search.**"],
@@ -266,18 +266,57 @@ export function cleanFor(broker: ServiceBroker, events: readonly string[], extra
 	);
 }
 
+/** At most one invalidation broadcast per node in this many ms; what comes meanwhile goes in the next (ms). */
+export const BROADCAST_COALESCE_MS = 50;
+
+interface Outgoing {
+	events: Set<string>;
+	/** The cleans here that must finish before the others hear of them (a shared store first). */
+	cleaned: Promise<void>[];
+	lastSent: number;
+	timer?: NodeJS.Timeout;
+}
+const outgoing = new WeakMap<ServiceBroker, Outgoing>();
+
+/**
+ * Tells every other node to clean for domain events (a Moleculer broadcast, `cache.invalidate`), after the cleans
+ * here have finished. The first one after a quiet spell goes at once; under load, what arrives
+ * within BROADCAST_COALESCE_MS of the last one goes together in one broadcast at the end of that
+ * window. A checkout otherwise cost two broadcasts, each handled by every node (ten deliveries);
+ * the delay stays far inside the 2 s staleness bound (docs/OPERATIONS.md).
+ */
+function broadcastClean(broker: ServiceBroker, cleaned: Promise<void>, events: readonly string[]): void {
+	if (!(broker as any).transit) return;
+	let o = outgoing.get(broker);
+	if (!o) outgoing.set(broker, (o = { events: new Set(), cleaned: [], lastSent: 0 }));
+	for (const e of events) o.events.add(e);
+	o.cleaned.push(cleaned);
+	if (o.timer) return;
+	const out = o;
+	const send = () => {
+		out.timer = undefined;
+		out.lastSent = Date.now();
+		const payload = { events: [...out.events] };
+		const waits = out.cleaned;
+		out.events = new Set();
+		out.cleaned = [];
+		void Promise.all(waits).then(() => broker.broadcast(INVALIDATE_EVENT, payload).catch(() => undefined));
+	};
+	const wait = out.lastSent + BROADCAST_COALESCE_MS - Date.now();
+	if (wait <= 0) send();
+	else (out.timer = setTimeout(send, wait)).unref();
+}
+
 /**
  * After a change's commit or an event's application: cleans here at once and tells every other
- * node (a Moleculer broadcast; per-process stores clean on it).
+ * node (a coalesced Moleculer broadcast; per-process stores clean on it).
  */
 export function invalidateFor(broker: ServiceBroker, events: readonly string[]): void {
 	if (!broker.cacher) return;
 	const relevant = events.filter(e => INVALIDATES[e]);
 	if (!relevant.length) return;
 	// The others hear of it once the shared store is clean, so none reads the old answer back into its own tier.
-	void cleanFor(broker, relevant).then(() => {
-		if ((broker as any).transit) void broker.broadcast(INVALIDATE_EVENT, { events: relevant }).catch(() => undefined);
-	});
+	broadcastClean(broker, cleanFor(broker, relevant), relevant);
 }
 
 /**
@@ -287,6 +326,7 @@ export function invalidateFor(broker: ServiceBroker, events: readonly string[]):
 export function forgetUser(broker: ServiceBroker, action: string, userId: string): Promise<void> {
 	if (!broker.cacher) return Promise.resolve();
 	const patterns = [`${action}:u=${userId}|**`];
+	// Not coalesced: the buyer reads their cart right after changing it, on any gateway.
 	return cleanFor(broker, [], patterns).then(() => {
 		if ((broker as any).transit) void broker.broadcast(INVALIDATE_EVENT, { events: [], patterns }).catch(() => undefined);
 	});

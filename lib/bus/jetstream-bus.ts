@@ -118,6 +118,9 @@ export class JetStreamBus implements Bus {
 				maxReconnectAttempts: -1,
 				reconnectTimeWait: 250,
 				waitOnFirstConnect: true,
+				// No stack captured per request (nats.js makes up to two Error objects for each JetStream
+				// publish and ack otherwise); our own timeout errors name the subject.
+				noAsyncTraces: true,
 				// The cluster's NATS credentials and TLS, as the transporter uses them.
 				...natsAuthOptions(config()),
 			});
@@ -306,8 +309,9 @@ export class JetStreamBus implements Bus {
 			return;
 		}
 		clearInterval(keepAlive);
-		// A lost acknowledgement means a redelivery, which the inbox turns into a no-op.
-		await m.ackAck({ timeout: REQUEST_TIMEOUT_MS }).catch(err => this.logger.warn(`Ack of ${name} ${event.eventId} not confirmed: ${err.message}`));
+		// Acknowledged without waiting for the server to confirm (no ackAck round trip per event): a
+		// lost acknowledgement means a redelivery, which the inbox turns into a no-op (docs/EVENTS.md).
+		m.ack();
 	}
 
 	/** Moves a message to the dead-letter stream, then acknowledges it; if that fails, it comes back later. */

@@ -7,6 +7,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import { DataTypes, Op, type Transaction } from "sequelize";
 import { type CartLine, MAX_LINES, MAX_QUANTITY, type CatalogProduct, priceCart, sellableLines } from "../../lib/cart/pricing";
 import { forgetUser } from "../../lib/cache";
+import { productsById } from "../../lib/catalog/products-by-id";
 import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
 import { checkOrderTotal } from "../../lib/money";
 import type { DomainEvent } from "../../lib/events";
@@ -171,8 +172,9 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 		async "orders.order.confirmed"(this: Svc, e: DomainEvent<"orders.order.confirmed">, t: Transaction) {
 			// Plain SQL on the handler's transaction: this runs once per checkout (lib/db/sql.ts).
 			const p = this.sql.params();
-			await this.sql.on(t).query(`DELETE FROM cart_items WHERE customer_id = ${p.text(e.customerId)} AND added_at <= ${p.ts(new Date(e.occurredAt))}`, p.values);
-			t.afterCommit(() => void forgetUser(this.broker, "cart.get", e.customerId));
+			const removed = await this.sql.on(t).query(`DELETE FROM cart_items WHERE customer_id = ${p.text(e.customerId)} AND added_at <= ${p.ts(new Date(e.occurredAt))} RETURNING product_id`, p.values);
+			// An order placed without the cart (or a repeated event) changed nothing: no cache to clean.
+			if (removed.length) t.afterCommit(() => void forgetUser(this.broker, "cart.get", e.customerId));
 		},
 	},
 
@@ -223,7 +225,7 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 		},
 
 		async products(this: Svc, ctx: Context, ids: string[]): Promise<CatalogProduct[]> {
-			return ids.length ? ctx.call("catalog.getMany", { ids }, { timeout: CATALOG_TIMEOUT_MS }) : [];
+			return productsById<CatalogProduct>(ctx, ids, { timeout: CATALOG_TIMEOUT_MS });
 		},
 
 		async view(this: Svc, ctx: Context, customerId: string) {

@@ -18,6 +18,7 @@ import { isAdmin } from "../../lib/access";
 import { clampPaging } from "../../lib/catalog/query";
 import { type Params, type Part, violationOf } from "../../lib/db/sql";
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnprocessableError } from "../../lib/errors";
+import { productsById } from "../../lib/catalog/products-by-id";
 import type { DomainEvent, EventName, OrderEventData } from "../../lib/events";
 import { type PricedLine, failureReason, orderNumber, subtotalOf, taxOf } from "../../lib/orders/pricing";
 import { checkOrderTotal, widenMoneyColumns } from "../../lib/money";
@@ -432,7 +433,7 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 			const wanted: { productId: string; quantity: number }[] = req.items ?? ((await ctx.call("cart.getForCheckout", { customerId })) as any).items;
 			if (!wanted.length) throw new UnprocessableError("The cart is empty", "EMPTY_CART", [{ field: "items", message: "nothing to order" }]);
 			const address = req.shippingAddress ?? (await ctx.call("customers.getAddress", { customerId, addressId: req.addressId }));
-			const products: any[] = await ctx.call("catalog.getMany", { ids: wanted.map(w => w.productId) });
+			const products: any[] = await productsById(ctx, wanted.map(w => w.productId));
 			const byId = new Map(products.map(x => [x.id, x]));
 			const unavailable = wanted.some(w => byId.get(w.productId)?.status !== "active");
 			const lines: PricedLine[] = [];

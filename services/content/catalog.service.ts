@@ -215,8 +215,14 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 		getMany: {
 			params: { ids: { type: "array", items: "string|max:64", max: 500 } },
 			async handler(this: Svc, ctx: Context<{ ids: string[] }>) {
-				const rows: any[] = await this.models.Product.findAll({ where: { id: { [Op.in]: ctx.params.ids } }, raw: true });
-				return rows.map(r => ({ id: r.id, sku: r.sku, name: r.name, price: { amount: r.price_amount, currency: r.currency }, status: r.status, weightGrams: r.weight_grams }));
+				const ids = [...new Set(ctx.params.ids)];
+				if (!ids.length) return [];
+				// Plain SQL (lib/db/sql.ts): every checkout, quote and cart view that misses the per-product
+				// cache (lib/catalog/products-by-id.ts) lands here. One statement text for any number of ids on PostgreSQL.
+				const p = this.sql.params();
+				const where = this.sql.dialect === "postgres" ? `id = ANY(CAST(${p.add(ids)} AS text[]))` : `id IN (${ids.map(id => p.add(id)).join(", ")})`;
+				const rows: any[] = await this.sql.select(`SELECT id, sku, name, price_amount, currency, status, weight_grams FROM products WHERE ${where}`, p.values);
+				return rows.map(r => ({ id: r.id, sku: r.sku, name: r.name, price: { amount: Number(r.price_amount), currency: r.currency }, status: r.status, weightGrams: r.weight_grams }));
 			},
 		},
 

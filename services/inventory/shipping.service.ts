@@ -13,6 +13,7 @@ import { DataTypes, Op, type Transaction } from "sequelize";
 import { config } from "../../config";
 import { serviceAppears } from "../../lib/await-service";
 import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
+import { productsById } from "../../lib/catalog/products-by-id";
 import type { DomainEvent } from "../../lib/events";
 import { faultPoint } from "../../lib/faults";
 import type { WarehouseSnapshot } from "../../lib/events";
@@ -174,7 +175,7 @@ const ShippingService: ServiceSchema<any, any, any, Svc> = {
 				// One line per product, as POST /orders takes them (lib/orders/lines.ts): two lines of 99 are not 198 of one.
 				checkDistinctLines(ctx.params.items);
 				if (!items.length) throw new UnprocessableError("Nothing to ship: the cart is empty", "EMPTY_CART", [{ field: "items", message: "nothing to ship" }]);
-				const products: any[] = await ctx.call("catalog.getMany", { ids: [...new Set(items.map(i => i.productId))] }, { timeout: 3000 });
+				const products: any[] = await productsById(ctx, items.map(i => i.productId), { timeout: 3000 });
 				const active = new Map(products.filter(p => p.status === "active").map(p => [p.id, p]));
 				let weightGrams = 0;
 				let subtotal = 0;

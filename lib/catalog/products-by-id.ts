@@ -1,0 +1,57 @@
+/**
+ * Products by id for the command path — checkout pricing (orders), shipping quotes and cart
+ * pricing — each product cached on its own in the broker's cacher (Moleculer's cacher: MemoryLRU,
+ * or Redis with its in-process tier; lib/cache.ts), so a checkout of products read lately costs
+ * no call to catalog at all, and the misses of a multi-line order cost one `catalog.getMany`.
+ *
+ * - Key: `catalog.product:<id>`; value: what `catalog.getMany` answers for it
+ *   (`{ id, sku, name, price: { amount (cents), currency }, status, weightGrams }`), or the
+ *   marker GONE for an id catalog does not have.
+ * - Staleness: every `catalog.product.*` event cleans `catalog.product:**` (INVALIDATES): at once
+ *   on the node that committed the change, and on every other node when the (coalesced)
+ *   invalidation broadcast arrives — milliseconds, within the 2 s bound of docs/OPERATIONS.md
+ *   ("Caching and revocation"). A checkout in that window prices at the price read before the
+ *   change, as it would have had its uncached read run just before the commit. TTL: the 30 s
+ *   backstop.
+ * - A read during which this node cleaned anything is answered but not stored (it may predate the
+ *   change), as for cached actions.
+ * - No cacher (`CACHER=off`): every call goes to catalog.
+ *
+ * Errors: whatever `catalog.getMany` throws (a 4xx for bad ids, 503 when catalog is down).
+ */
+import type { CallingOptions, Context } from "moleculer";
+
+export const PRODUCT_KEY_PREFIX = "catalog.product:";
+/** Stands for an id catalog does not have (cached too: a retried bad id costs no call). */
+const GONE = { gone: true };
+
+interface Cacher {
+	get(key: string): Promise<unknown>;
+	set(key: string, data: unknown, ttl?: number): Promise<unknown>;
+	cleans?: number;
+}
+
+/** The products of `ids` that exist (any order, each once), read through the per-product cache. */
+export async function productsById<T extends { id: string }>(ctx: Context, ids: readonly string[], opts?: CallingOptions): Promise<T[]> {
+	const unique = [...new Set(ids)];
+	const cacher = (ctx.broker as unknown as { cacher?: Cacher }).cacher;
+	if (!cacher || !unique.length) return unique.length ? ctx.call("catalog.getMany", { ids: unique }, opts) : [];
+	const cached = await Promise.all(unique.map(id => cacher.get(PRODUCT_KEY_PREFIX + id)));
+	const found: T[] = [];
+	const missing: string[] = [];
+	unique.forEach((id, i) => {
+		const hit = cached[i] as T | typeof GONE | null | undefined;
+		if (hit === null || hit === undefined) missing.push(id);
+		// A copy: the in-process store hands out the object it keeps, which no caller may change.
+		else if (!(hit as typeof GONE).gone) found.push(structuredClone(hit as T));
+	});
+	if (!missing.length) return found;
+	const began = cacher.cleans;
+	const fetched: T[] = await ctx.call("catalog.getMany", { ids: missing }, opts);
+	// A clean while the call ran: what it read may predate a change, so it is not kept.
+	if (began === cacher.cleans) {
+		const byId = new Map(fetched.map(p => [p.id, p]));
+		for (const id of missing) void cacher.set(PRODUCT_KEY_PREFIX + id, byId.get(id) ?? GONE).catch(() => undefined);
+	}
+	return found.concat(fetched);
+}
