@@ -97,9 +97,11 @@ function comm(pid: number): string {
 }
 
 /** Its own nats-server with JetStream on a free port (as test/integration/events/helpers.ts does). */
-async function startNats(): Promise<{ url: string; proc: ChildProcess; dir: string }> {
+async function startNats(): Promise<{ url: string; proc: ChildProcess; dir: string; monitor: number }> {
 	const dir = mkdtempSync(join(tmpdir(), "mc-bench-nats-"));
-	const proc = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", "-1", "-sd", dir], { stdio: ["ignore", "pipe", "pipe"] });
+	// The monitoring port gives the server's message counts (/varz): NATS messages per checkout.
+	const monitor = await freePort();
+	const proc = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", "-1", "-m", String(monitor), "-sd", dir], { stdio: ["ignore", "pipe", "pipe"] });
 	let log = "";
 	let port = 0;
 	const collect = (d: Buffer) => {
@@ -115,7 +117,7 @@ async function startNats(): Promise<{ url: string; proc: ChildProcess; dir: stri
 	}
 	if (!port) throw new Error(`nats-server did not start: ${log}`);
 	await sleep(300);
-	return { url: `nats://127.0.0.1:${port}`, proc, dir };
+	return { url: `nats://127.0.0.1:${port}`, proc, dir, monitor };
 }
 
 /**
@@ -170,6 +172,8 @@ interface Snapshot {
 	commits: number;
 	rollbacks: number;
 	brokerCalls: number | null;
+	/** Messages into nats-server (its /varz in_msgs), when the bench runs its own. */
+	natsMessages: number | null;
 	byAction: Record<string, number>;
 	byQuery: Map<string, { query: string; calls: number; planMs: number; execMs: number }>;
 }
@@ -255,7 +259,9 @@ async function main(): Promise<void> {
 				if (brokerCalls !== null) brokerCalls += n;
 			}
 		}
-		return { statements, txControl, commits: Number(db[0].c), rollbacks: Number(db[0].r), brokerCalls, byAction, byQuery };
+		let natsMessages: number | null = null;
+		if (nats) natsMessages = Number(((await (await fetch(`http://127.0.0.1:${nats.monitor}/varz`)).json()) as { in_msgs: number }).in_msgs);
+		return { statements, txControl, commits: Number(db[0].c), rollbacks: Number(db[0].r), brokerCalls, natsMessages, byAction, byQuery };
 	};
 
 	/** CPU per group of processes between start() and the stop() it returns. */
@@ -372,6 +378,7 @@ async function main(): Promise<void> {
 				commitsPerCheckout: per(after.commits - before.commits),
 				rollbacksPerCheckout: per(after.rollbacks - before.rollbacks),
 				brokerCallsPerCheckout: per(after.brokerCalls === null || before.brokerCalls === null ? null : after.brokerCalls - before.brokerCalls),
+				natsMessagesPerCheckout: per(after.natsMessages === null || before.natsMessages === null ? null : after.natsMessages - before.natsMessages),
 				brokerCallsPerCheckoutByAction: byAction,
 				statementsByQuery,
 			};
@@ -456,6 +463,7 @@ async function main(): Promise<void> {
 			sqlStatementsPerCheckout: closed.sqlStatementsPerCheckout,
 			commitsPerCheckout: closed.commitsPerCheckout,
 			brokerCallsPerCheckout: closed.brokerCallsPerCheckout,
+			natsMessagesPerCheckout: closed.natsMessagesPerCheckout,
 			errors: [closed, open, one].reduce((n, p) => n + p.requests - p.confirmed, 0),
 			phases: { closedLoop: closed, openLoop: open, oneClient: one },
 			target: { checkoutsPerSecond: 150, openLoopP99Ms: 250, oneClientP50Ms: 30, cpuMsPerCheckout: 15, sqlStatementsPerCheckout: 20, commitsPerCheckout: 10 },

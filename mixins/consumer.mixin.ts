@@ -6,6 +6,8 @@
  *
  * Each handler runs in a transaction `t` of the service's database in which the event id is
  * recorded in the inbox (unique on event id + consumer), so a redelivered event changes nothing.
+ * A handler whose effect is one write can instead give its SQL parts (`StatementHandler`): claim
+ * and effect are then one statement.
  * The consumer group is the service name: replicas share the work, each event is applied once.
  */
 import { invalidateFor } from "../lib/cache";
@@ -18,6 +20,7 @@ import { placeAfterDatabase } from "../lib/bus/lifecycle";
 import { eventMetrics } from "../lib/bus/metrics";
 import { isValidEventName } from "../lib/bus/policy";
 import type { BusEvent, ConsumeResult, ConsumerGroup } from "../lib/bus/types";
+import type { Params, Part } from "../lib/db/sql";
 import type { DbMethods, Migration } from "./db.mixin";
 
 declare module "../node_modules/moleculer/src/service" {
@@ -27,7 +30,7 @@ declare module "../node_modules/moleculer/src/service" {
 		 * of the service's database that also records the event id in the inbox. `this` is the
 		 * service (typed by the handler itself, as services type their own methods).
 		 */
-		subscriptions?: Record<string, (this: any, event: any, t: Transaction) => unknown>;
+		subscriptions?: Record<string, ((this: any, event: any, t: Transaction) => unknown) | StatementHandler>;
 		/** Augmentation must repeat the type parameters; this marks them used. */
 		readonly __subscriptionTypes?: [TSettings, TMethods, TVars, TThis];
 	}
@@ -51,6 +54,22 @@ export const inboxMigrations: Migration[] = [
 ];
 
 export type EventHandler = (this: any, event: any, t: Transaction) => unknown;
+
+/**
+ * A handler whose whole effect is one write (lib/db/sql.ts `Part`s): it runs with the inbox claim
+ * as ONE statement on PostgreSQL (no BEGIN/COMMIT round trips, no Sequelize transaction), one
+ * transaction on SQLite. Every part gets the claim as a requirement, so a duplicate delivery
+ * changes nothing; each part's text must hold `{guard}`.
+ *
+ *   subscriptions: { "orders.order.confirmed": { parts(event, p) { return [...] }, committed(event, rows) { ... } } }
+ */
+export interface StatementHandler {
+	parts(this: any, event: any, p: Params): Part[];
+	/** After the commit, with each part's rows (not for a duplicate). */
+	committed?(this: any, event: any, rows: Record<string, any[]>): void;
+}
+
+const CLAIM = "inbox_claim";
 
 type ConsumerService = Service &
 	DbMethods & {
@@ -82,11 +101,16 @@ function defineInboxModel(sequelize: Sequelize): ModelStatic<Model> {
 	);
 }
 
+/** The inbox row for an event: inserted, or nothing when this group has it already (a duplicate). */
+function claimSql(p: Params, eventId: string, group: string, name: string): string {
+	return `INSERT INTO ${INBOX_TABLE} (event_id, consumer, event_name, applied_at) VALUES (${p.text(eventId)}, ${p.text(group)}, ${p.text(name)}, ${p.ts(new Date())}) ON CONFLICT DO NOTHING RETURNING event_id`;
+}
+
 /** The inbox insert lost to a concurrent or earlier delivery of the same event. */
 class AlreadyApplied extends Error {}
 
 /** Applies one event at most once for this service: inbox row and handler effects in one transaction. */
-async function consume(svc: ConsumerService, handlers: Record<string, EventHandler>, name: string, event: BusEvent): Promise<ConsumeResult> {
+async function consume(svc: ConsumerService, handlers: Record<string, EventHandler | StatementHandler>, name: string, event: BusEvent): Promise<ConsumeResult> {
 	const group = svc.name;
 	const handler = handlers[name];
 	if (!handler) return count(group, name, "ignored");
@@ -94,16 +118,21 @@ async function consume(svc: ConsumerService, handlers: Record<string, EventHandl
 		throw new Error(`Event ${name} without a valid eventId`);
 	}
 	try {
+		if (typeof handler !== "function") {
+			const p = svc.sql.params();
+			const claim: Part = { name: CLAIM, sql: claimSql(p, event.eventId, group, name) };
+			const parts = handler.parts.call(svc, event, p).map(x => ({ ...x, requires: [CLAIM, ...(x.requires ?? [])] }));
+			const rows = await svc.sql.write([claim, ...parts], p);
+			if (!rows[CLAIM].length) return count(group, name, "duplicate");
+			handler.committed?.call(svc, event, rows);
+			invalidateFor(svc.broker, [name]);
+			return count(group, name, "applied");
+		}
 		await svc.transaction(async t => {
 			// First, so that a concurrent delivery of the same event waits on this row and then finds it
 			// taken. No look-up before it: one plain statement decides (a redelivery is the rare case).
 			const p = svc.sql.params();
-			const claimed = await svc.sql
-				.on(t)
-				.query(
-					`INSERT INTO ${INBOX_TABLE} (event_id, consumer, event_name, applied_at) VALUES (${p.text(event.eventId)}, ${p.text(group)}, ${p.text(name)}, ${p.ts(new Date())}) ON CONFLICT DO NOTHING RETURNING event_id`,
-					p.values,
-				);
+			const claimed = await svc.sql.on(t).query(claimSql(p, event.eventId, group, name), p.values);
 			if (!claimed.length) throw new AlreadyApplied();
 			await handler.call(svc, event, t);
 		});
@@ -154,10 +183,10 @@ export const ConsumerMixin = {
 	},
 
 	created(this: ConsumerService) {
-		const handlers = ((this.schema as any).subscriptions ?? {}) as Record<string, EventHandler>;
+		const handlers = ((this.schema as any).subscriptions ?? {}) as Record<string, EventHandler | StatementHandler>;
 		for (const [name, fn] of Object.entries(handlers)) {
 			if (!isValidEventName(name)) throw new Error(`Invalid event name '${name}' in subscriptions of '${this.name}'`);
-			if (typeof fn !== "function") throw new Error(`Subscription '${name}' of '${this.name}' is not a function`);
+			if (typeof fn !== "function" && typeof fn?.parts !== "function") throw new Error(`Subscription '${name}' of '${this.name}' is neither a function nor { parts }`);
 		}
 		const group: ConsumerGroup & { ready: boolean } = {
 			group: this.name,

@@ -110,13 +110,26 @@ export interface Plan<A> {
 	committed?: (rows: Record<string, any[]>) => void | Promise<void>;
 	/** What the call returns when its write took effect, if not the stored answer (a pending one's caller carries on). */
 	result?: unknown;
+	/**
+	 * PostgreSQL only: the answer as an SQL expression over the write's parts (a json value), for a
+	 * write that decides part of its answer itself (which warehouse a reservation took). It is what
+	 * the key's record stores and what the call returns; `outcome` must then be `{ answer }`.
+	 */
+	answerSql?: string;
+	/**
+	 * An optimistic write that may not apply (its parts' own condition was false): called with its
+	 * rows when the key was not recorded, and `plan` runs once more (not counted as an attempt) for
+	 * the general write, which may use what these rows show. No record lookup in between: the next
+	 * write finds a record taken meanwhile by its unique key.
+	 */
+	skipped?: (rows: Record<string, any[]>) => void;
 }
 
 export interface IdempotencyMethods {
 	command<A>(cmd: Command, plan: (p: Params) => Promise<Plan<A>>, opts?: CommandOptions<A>): Promise<A>;
 	commandTx<A>(cmd: Command, fn: (r: Runner) => Promise<Outcome<A>>, opts?: CommandOptions<A> & { fence?: Fence }): Promise<A>;
 	storedOf(cmd: Command): Promise<Stored | undefined>;
-	keyPart(p: Params, cmd: Command, outcome: Outcome<unknown>, requires?: string[], when?: string): Part;
+	keyPart(p: Params, cmd: Command, outcome: Outcome<unknown>, requires?: string[], when?: string, answerSql?: string): Part;
 	fencePart(p: Params, fence: Fence): Part;
 	answerOf<A>(stored: Stored): A;
 	settlePending(cmd: Command, outcome: Outcome<unknown>): Promise<Stored>;
@@ -180,6 +193,7 @@ export const IdempotencyMixin = {
 		 * provider honouring the same key); a repeat does that work again and then finds the record.
 		 */
 		async command<A>(this: Svc, cmd: Command, plan: (p: Params) => Promise<Plan<A>>, opts: CommandOptions<A> = {}): Promise<A> {
+			let optimisticDone = false;
 			for (let attempt = 1; ; attempt++) {
 				const p = this.sql.params();
 				let planned: Plan<A>;
@@ -191,7 +205,7 @@ export const IdempotencyMixin = {
 					if (stored) return this.repeat(cmd, stored, opts);
 					throw err;
 				}
-				const key = this.keyPart(p, cmd, planned.outcome, planned.requires, planned.keyWhen);
+				const key = this.keyPart(p, cmd, planned.outcome, planned.requires, planned.keyWhen, planned.answerSql);
 				let rows: Record<string, any[]>;
 				try {
 					faultPoint(`command.${cmd.name ?? cmd.scope}.before`);
@@ -205,6 +219,12 @@ export const IdempotencyMixin = {
 					return this.repeat(cmd, stored, opts);
 				}
 				if (!rows[key.name].length) {
+					if (planned.skipped && !optimisticDone) {
+						optimisticDone = true;
+						planned.skipped(rows);
+						attempt--;
+						continue;
+					}
 					const stored = await this.storedOf(cmd);
 					if (stored) {
 						await opts.lost?.(stored);
@@ -220,6 +240,7 @@ export const IdempotencyMixin = {
 				this.outboxWritten?.(rows);
 				await planned.committed?.(rows);
 				if ("result" in planned) return planned.result as A;
+				if (planned.answerSql !== undefined) return jsonColumn(rows[key.name][0].answer, null) as A;
 				return this.answerOf<A>(outcomeColumns(planned.outcome));
 			}
 		},
@@ -275,11 +296,12 @@ export const IdempotencyMixin = {
 		},
 
 		/** The INSERT of the key's record for a `write`; a second insert of the key fails the whole write. */
-		keyPart(this: Svc, p: Params, cmd: Command, outcome: Outcome<unknown>, requires: string[] = [], when?: string): Part {
+		keyPart(this: Svc, p: Params, cmd: Command, outcome: Outcome<unknown>, requires: string[] = [], when?: string, answerSql?: string): Part {
 			const { code, answer } = outcomeColumns(outcome);
+			if (answerSql !== undefined && this.sql.dialect !== "postgres") throw new Error("answerSql is for PostgreSQL only");
 			return {
 				name: "idem_key",
-				sql: `INSERT INTO ${IDEMPOTENCY_TABLE} (scope, key, request_hash, code, answer, created_at) SELECT ${p.text(cmd.scope)}, ${p.text(cmd.key)}, ${p.text(requestHash(cmd.request))}, ${p.int(code)}, ${p.json(answer)}, ${p.ts(new Date())} WHERE ${when ?? "{guard}"} RETURNING key`,
+				sql: `INSERT INTO ${IDEMPOTENCY_TABLE} (scope, key, request_hash, code, answer, created_at) SELECT ${p.text(cmd.scope)}, ${p.text(cmd.key)}, ${p.text(requestHash(cmd.request))}, ${p.int(code)}, ${answerSql ?? p.json(answer)}, ${p.ts(new Date())} WHERE ${when ?? "{guard}"} RETURNING key${answerSql !== undefined ? ", answer" : ""}`,
 				requires: when ? [] : requires,
 			};
 		},

@@ -62,7 +62,8 @@ export class Params {
 
 	/** A point in time, in the format each dialect's DATE(3) columns already hold. */
 	ts(value: Date): string {
-		if (this.dialect === "postgres") return `CAST(${this.add(value)} AS timestamptz)`;
+		// ISO text with its Z: node-postgres would format a Date in local time, field by field, per call.
+		if (this.dialect === "postgres") return `CAST(${this.add(value.toISOString())} AS timestamptz)`;
 		return this.add(sqliteDate(value));
 	}
 }

@@ -9,6 +9,7 @@ import { type CartLine, MAX_LINES, MAX_QUANTITY, type CatalogProduct, priceCart,
 import { forgetUser } from "../../lib/cache";
 import { productsById } from "../../lib/catalog/products-by-id";
 import { ConflictError, NotFoundError, UnprocessableError } from "../../lib/errors";
+import type { Params, Part } from "../../lib/db/sql";
 import { checkOrderTotal } from "../../lib/money";
 import type { DomainEvent } from "../../lib/events";
 import { AccessMixin, type Meta, callerOf } from "../../mixins/access.mixin";
@@ -169,12 +170,15 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 		 * lines put in no later than the confirmation, so a late or repeated event never takes away
 		 * what the customer added since.
 		 */
-		async "orders.order.confirmed"(this: Svc, e: DomainEvent<"orders.order.confirmed">, t: Transaction) {
-			// Plain SQL on the handler's transaction: this runs once per checkout (lib/db/sql.ts).
-			const p = this.sql.params();
-			const removed = await this.sql.on(t).query(`DELETE FROM cart_items WHERE customer_id = ${p.text(e.customerId)} AND added_at <= ${p.ts(new Date(e.occurredAt))} RETURNING product_id`, p.values);
-			// An order placed without the cart (or a repeated event) changed nothing: no cache to clean.
-			if (removed.length) t.afterCommit(() => void forgetUser(this.broker, "cart.get", e.customerId));
+		"orders.order.confirmed": {
+			// One statement with the inbox claim (mixins/consumer.mixin.ts): this runs once per checkout.
+			parts(this: Svc, e: DomainEvent<"orders.order.confirmed">, p: Params): Part[] {
+				return [{ name: "removed", sql: `DELETE FROM cart_items WHERE customer_id = ${p.text(e.customerId)} AND added_at <= ${p.ts(new Date(e.occurredAt))} AND {guard} RETURNING product_id` }];
+			},
+			// An order placed without the cart changed nothing: no cache to clean.
+			committed(this: Svc, e: DomainEvent<"orders.order.confirmed">, rows: Record<string, any[]>) {
+				if (rows.removed.length) void forgetUser(this.broker, "cart.get", e.customerId);
+			},
 		},
 	},
 

@@ -18,7 +18,7 @@ import { DEMO_PRODUCTS } from "../../lib/catalog/demo-data";
 import { SKU_RULE } from "../../lib/catalog/product";
 import { ConflictError, DependencyUnavailableError, NotFoundError } from "../../lib/errors";
 import { faultPoint } from "../../lib/faults";
-import { allocate, bySkuThenWarehouse } from "../../lib/inventory/allocation";
+import { type Allocation, allocate, bySkuThenWarehouse } from "../../lib/inventory/allocation";
 import { DEMO_WAREHOUSES, totalAvailable, warehouseColumns, warehouseSnapshot } from "../../lib/inventory/warehouses";
 import { type Params, type Part, type Runner, recording, violationOf } from "../../lib/db/sql";
 import { AccessMixin } from "../../mixins/access.mixin";
@@ -120,7 +120,8 @@ const PLAN_ATTEMPTS = 5;
 /** How a stock row's availability changed, for its warehouse.stock.changed event. */
 interface StockChange {
 	sku: string;
-	warehouseId: string;
+	/** null: the write changed one row of the sku, whichever warehouse it chose. */
+	warehouseId: string | null;
 	/** Change of the sku's total availability (all warehouses) that this write makes. */
 	skuDelta: number;
 }
@@ -272,7 +273,15 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 			const { orderId: order, lines } = cmd.request;
 			for (let attempt = 1; ; attempt++) {
 				try {
-					return await this.command(cmd, (p: Params) => this.reservePlan(p, order, lines));
+					// PostgreSQL: first the one-statement reservation from a single warehouse (the common case);
+					// when no warehouse holds every line, the levels it locked plan the general write.
+					let levels: any[] | undefined;
+					let optimistic = this.sql.dialect === "postgres";
+					return await this.command(cmd, (p: Params) => {
+						if (!optimistic) return this.reservePlan(p, order, lines, levels);
+						optimistic = false;
+						return this.reserveSinglePlan(p, order, lines, (rows: Record<string, any[]>) => (levels = (rows.lk ?? []).filter((r: any) => r.active)));
+					});
 				} catch (err) {
 					const v = violationOf(err);
 					// The CHECK refused the write: the levels read were overtaken. Plan again from fresh ones.
@@ -285,10 +294,49 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 			}
 		},
 
-		async reservePlan(this: Svc, p: Params, order: string, lines: Line[]) {
+		/**
+		 * PostgreSQL: the whole order from ONE warehouse in one statement — the first active warehouse
+		 * (by id) holding every line, as lib/inventory/allocation.ts picks it, chosen by the statement
+		 * from the rows it locked. The answer (which warehouse) is built by the statement too
+		 * (`answerSql`). When none holds every line the statement writes nothing and `skipped` gets
+		 * the locked levels (with `active`) for the general plan.
+		 */
+		async reserveSinglePlan(this: Svc, p: Params, order: string, lines: Line[], skipped: (rows: Record<string, any[]>) => void) {
+			const merged = new Map<string, number>();
+			for (const l of lines) merged.set(l.sku, (merged.get(l.sku) ?? 0) + l.quantity);
+			const skus = [...merged.keys()].sort();
+			const want = skus.map(k => `SELECT ${p.text(k)} AS sku, ${p.int(merged.get(k)!)} AS quantity`).join(" UNION ALL ");
+			const reservationId = randomUUID();
+			const rid = p.text(reservationId);
+			const now = new Date();
+			// "C": the byte order of the text, which is how JavaScript sorts these ids (allocation.ts).
+			const answer = `json_build_object('reservationId', ${rid}, 'allocations', (SELECT json_agg(json_build_object('warehouseId', one.warehouse_id, 'sku', w.sku, 'quantity', w.quantity) ORDER BY w.sku COLLATE "C") FROM one, (${want}) w))`;
+			const parts: Part[] = [
+				// Every row of the skus, locked in one order (no deadlock between reservations) for one round trip.
+				{ name: "lk", sql: `SELECT sku, warehouse_id, on_hand, reserved, warehouse_id IN (${ACTIVE_WAREHOUSES}) AS active FROM stock WHERE sku IN (${skus.map(k => p.text(k)).join(", ")}) ORDER BY sku, warehouse_id FOR UPDATE` },
+				{
+					name: "one",
+					sql: `SELECT lk.warehouse_id FROM lk JOIN (${want}) w ON w.sku = lk.sku WHERE lk.active AND lk.on_hand - lk.reserved >= w.quantity GROUP BY lk.warehouse_id HAVING COUNT(*) = ${p.int(skus.length)} ORDER BY lk.warehouse_id COLLATE "C" LIMIT 1`,
+				},
+				{ name: "res", sql: `INSERT INTO reservations (id, order_id, status, expires_at, created_at) SELECT ${rid}, ${p.text(order)}, 'HELD', ${p.ts(new Date(now.getTime() + this.settings.reservationTtlMs))}, ${p.ts(now)} WHERE {guard} RETURNING id`, requires: ["one"] },
+				{
+					name: "upd",
+					sql: `UPDATE stock s SET reserved = s.reserved + w.quantity FROM one, (${want}) w WHERE s.sku = w.sku AND s.warehouse_id = one.warehouse_id AND {guard} RETURNING s.sku, s.warehouse_id, s.on_hand, s.reserved`,
+					requires: ["res"],
+				},
+				{ name: "lines", sql: `INSERT INTO reservation_lines (reservation_id, sku, warehouse_id, quantity) SELECT ${rid}, w.sku, one.warehouse_id, w.quantity FROM (${want}) w, one WHERE {guard} RETURNING sku`, requires: ["upd"] },
+				{ name: "mv", sql: `INSERT INTO stock_movements (sku, warehouse_id, delta_on_hand, delta_reserved, reason, reference, created_at) SELECT w.sku, one.warehouse_id, 0, w.quantity, 'RESERVE', ${rid}, ${p.ts(now)} FROM (${want}) w, one WHERE {guard} RETURNING id`, requires: ["upd"] },
+				// One changed row per sku: the event joins the written row by sku alone.
+				this.stockEventsPart(p, skus.map(k => ({ sku: k, warehouseId: null, skuDelta: -merged.get(k)! })), "written", ["upd"]),
+			];
+			return { parts, outcome: { answer: null as unknown as { reservationId: string; allocations: Allocation[] } }, answerSql: answer, requires: ["upd"], skipped };
+		},
+
+		/** The general reservation: levels read (or given: locked by the single-warehouse attempt), allocated here, written in one statement. */
+		async reservePlan(this: Svc, p: Params, order: string, lines: Line[], levels?: any[]) {
 			const skus = [...new Set(lines.map(l => l.sku))].sort();
 			// Inactive warehouses take no new reservations (API.md); what they hold already stays reserved.
-			const rows = await this.sql.select<any>(`SELECT sku, warehouse_id, on_hand, reserved FROM stock WHERE sku IN (${skus.map((_, i) => `$${i + 1}`).join(", ")}) AND warehouse_id IN (${ACTIVE_WAREHOUSES})`, skus);
+			const rows = levels ?? (await this.sql.select<any>(`SELECT sku, warehouse_id, on_hand, reserved FROM stock WHERE sku IN (${skus.map((_, i) => `$${i + 1}`).join(", ")}) AND warehouse_id IN (${ACTIVE_WAREHOUSES})`, skus));
 			const plan = allocate(lines, rows.map(r => ({ sku: r.sku, warehouseId: r.warehouse_id, available: Number(r.on_hand) - Number(r.reserved) })));
 			if (!plan.ok) throw new ConflictError("Not enough stock", "OUT_OF_STOCK", plan.short);
 			const allocations = [...plan.allocations].sort(bySkuThenWarehouse);
@@ -396,7 +444,8 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 			const total = `(SELECT COALESCE(SUM(t.on_hand - t.reserved), 0) FROM ${from === "written" ? "lk" : "stock"} t WHERE t.sku = s.sku AND t.warehouse_id IN (${ACTIVE_WAREHOUSES}))${from === "written" ? " + e.delta" : ""}`;
 			const rows = from === "written" ? "upd" : "stock";
 			const payload = `${obj}('sku', s.sku, 'warehouseId', s.warehouse_id, 'onHand', s.on_hand, 'reserved', s.reserved, 'totalAvailable', ${total}, 'eventId', e.id, 'occurredAt', ${occurredAt})`;
-			return this.outboxSelectPart(p, "outbox_stock", "warehouse.stock.changed", `SELECT e.id, ${payload} AS payload FROM ${rows} s JOIN (${ids}) e ON e.sku = s.sku AND e.warehouse_id = s.warehouse_id`, requires);
+			const on = changes.every(c => c.warehouseId === null) ? "e.sku = s.sku" : "e.sku = s.sku AND e.warehouse_id = s.warehouse_id";
+			return this.outboxSelectPart(p, "outbox_stock", "warehouse.stock.changed", `SELECT e.id, ${payload} AS payload FROM ${rows} s JOIN (${ids}) e ON ${on}`, requires);
 		},
 
 		async movement(this: Svc, t: Transaction, sku: string, warehouseId: string, dOnHand: number, dReserved: number, reason: string, reference: string | null) {

@@ -46,7 +46,7 @@ describe("parameters", () => {
 	it("are typed where PostgreSQL cannot infer them, and left alone on SQLite", () => {
 		const pg = new Params("postgres");
 		expect([pg.text("a"), pg.int(2.7), pg.json({ a: 1 }), pg.ts(new Date(0)), pg.add(null)]).toEqual(["CAST($1 AS text)", "CAST($2 AS INTEGER)", "CAST($3 AS json)", "CAST($4 AS timestamptz)", "$5"]);
-		expect(pg.values).toEqual(["a", 2, '{"a":1}', new Date(0), null]);
+		expect(pg.values).toEqual(["a", 2, '{"a":1}', "1970-01-01T00:00:00.000Z", null]);
 		const lite = new Params("sqlite");
 		expect([lite.text("a"), lite.json([1]), lite.ts(new Date(0))]).toEqual(["$1", "$2", "$3"]);
 		expect(lite.values).toEqual(["a", "[1]", "1970-01-01 00:00:00.000 +00:00"]);
