@@ -40,7 +40,8 @@ describe.each([
 	["PostgreSQL", { DATABASE_URL: PG_URL, DB_NAME_PREFIX: pgPrefix("cart") }],
 ])("the cart on %s", (_db, env: Record<string, string>) => {
 	let broker: ServiceBroker;
-	const cleanCachedCarts = () => (broker.cacher as any)?.clean("cart.get:**");
+	// What the real catalog's product events clean (lib/cache.ts INVALIDATES): cached carts and the per-product cache.
+	const cleanCachedCarts = () => (require("../../../lib/cache") as typeof import("../../../lib/cache")).cleanFor(broker, ["catalog.product.updated"]);
 	let http: ReturnType<typeof httpClient>;
 	const products = new Map<string, FakeProduct>();
 	const mug = product("mug", 1250);
@@ -89,10 +90,13 @@ describe.each([
 		});
 
 		products.set(mug.id, { ...mug, price: usd(1000) });
+		// The real catalog's update event cleans the cached products and carts; the fake one changes silently.
+		await cleanCachedCarts();
 		try {
 			expect((await http("GET", "/api/v1/cart", { token: c.token })).body).toEqual({ items: [line(mug, 5, 1000), line(lamp, 1)], subtotal: usd(5000 + 4999), itemCount: 6 });
 		} finally {
 			products.set(mug.id, mug);
+			await cleanCachedCarts();
 		}
 	});
 
