@@ -139,6 +139,26 @@ describe.each([
 		expect(await stock(a)).toEqual([row("wh-east", 4, 4), row("wh-west", 10, 10)]);
 	});
 
+	it("takes a whole order from the first warehouse holding every line (one statement on PostgreSQL), merging lines of one sku, and answers a repeat the same", async () => {
+		const [a, b] = [newSku(), newSku()];
+		// East lacks b: west is the first (by id) to hold both lines, and the only one.
+		await setStock(a, 5, 5);
+		await setStock(b, 1, 6);
+		const orderId = fresh("west");
+		const lines = [{ sku: b, quantity: 2 }, { sku: a, quantity: 1 }, { sku: b, quantity: 3 }];
+		const first = await reserve(orderId, lines);
+		const sorted = [a, b].sort();
+		expect(first.allocations).toEqual(sorted.map(sku => ({ warehouseId: "wh-west", sku, quantity: sku === a ? 1 : 5 })));
+		expect(await reserve(orderId, lines)).toEqual(first);
+		expect(await stock(a)).toEqual([row("wh-east", 5, 0), row("wh-west", 5, 1)]);
+		expect(await stock(b)).toEqual([row("wh-east", 1, 0), row("wh-west", 6, 5)]);
+		const moves = await query("SELECT sku, warehouse_id, delta_reserved FROM stock_movements WHERE reference = :r ORDER BY sku", { r: first.reservationId });
+		expect(moves.map(m => [m.sku, m.warehouse_id, Number(m.delta_reserved)])).toEqual(sorted.map(sku => [sku, "wh-west", sku === a ? 1 : 5]));
+		const events = (await query("SELECT payload FROM outbox_events WHERE name = 'warehouse.stock.changed'")).map(r => (typeof r.payload === "string" ? JSON.parse(r.payload) : r.payload));
+		const mine = events.filter(e => e.sku === b && e.reserved === 5);
+		expect(mine).toEqual([expect.objectContaining({ sku: b, warehouseId: "wh-west", onHand: 6, reserved: 5, totalAvailable: 2 })]);
+	});
+
 	it("reserves once per key: concurrent calls and later repeats get the first reservation, another request with the key is refused", async () => {
 		const sku = newSku();
 		await setStock(sku, 10, 0);
