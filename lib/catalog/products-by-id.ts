@@ -51,7 +51,8 @@ export async function productsById<T extends { id: string }>(ctx: Context, ids: 
 	// A clean while the call ran: what it read may predate a change, so it is not kept.
 	if (began === cacher.cleans) {
 		const byId = new Map(fetched.map(p => [p.id, p]));
-		for (const id of missing) void cacher.set(PRODUCT_KEY_PREFIX + id, byId.get(id) ?? GONE).catch(() => undefined);
+		// Copies kept: the caller may change what it was handed.
+		for (const id of missing) void cacher.set(PRODUCT_KEY_PREFIX + id, byId.has(id) ? structuredClone(byId.get(id)) : GONE).catch(() => undefined);
 	}
 	return found.concat(fetched);
 }

@@ -11,7 +11,7 @@ import { ServiceBroker } from "moleculer";
 import { resetConfig } from "../../../config";
 import { pruneInbox } from "../../../mixins/consumer.mixin";
 import { brokerOptions } from "../../../moleculer.config";
-import { PG_URL, consumerService, dropDatabases, effects, pgPrefix, producerService, tallies, waitFor } from "./helpers";
+import { PG_URL, consumerService, dropDatabases, effects, pgPrefix, producerService, statementConsumerService, tallies, waitFor } from "./helpers";
 
 const prefix = pgPrefix("evemb");
 
@@ -30,6 +30,7 @@ describe.each([
 		broker.createService(producerService());
 		broker.createService(consumerService());
 		broker.createService(consumerService("evmailer"));
+		broker.createService(statementConsumerService("evstmt"));
 		await broker.start();
 	});
 
@@ -47,6 +48,27 @@ describe.each([
 		const status: any = await broker.call("$events.status");
 		expect(status.mode).toBe("embedded");
 		await waitFor(async () => ((await broker.call("$events.status")) as any).outboxes.evshop.PENDING === 0);
+	});
+
+	it("applies an event once in a group whose handler is one statement, however often and however concurrently it is delivered", async () => {
+		const event: any = await broker.call("evshop.place", { orderId: "o-stmt" });
+		await waitFor(async () => (await tallies(broker, "evstmt"))["o-stmt"] === 1);
+		const group = (broker.getLocalService("evstmt") as any).$consumer;
+		// Redeliveries, five at once and one after: the claim decides, nothing applies twice.
+		const results = await Promise.all(Array.from({ length: 5 }, () => group.consume("orders.order.confirmed", event)));
+		expect(results).toEqual(Array(5).fill("duplicate"));
+		expect(await group.consume("orders.order.confirmed", event)).toBe("duplicate");
+		expect((await tallies(broker, "evstmt"))["o-stmt"]).toBe(1);
+		expect(effects.appliedBy.get("evstmt/o-stmt")).toEqual(["1"]);
+		// A new event for the same order applies (the upsert counts it).
+		const again = { ...event, eventId: "00000000-0000-4000-8000-000000000001" };
+		expect(await group.consume("orders.order.confirmed", again)).toBe("applied");
+		expect((await tallies(broker, "evstmt"))["o-stmt"]).toBe(2);
+		// A new event delivered five times at once: one applies, the others find its claim.
+		const racing = { ...event, eventId: "00000000-0000-4000-8000-000000000002" };
+		const raced = await Promise.all(Array.from({ length: 5 }, () => group.consume("orders.order.confirmed", racing)));
+		expect([...raced].sort()).toEqual(["applied", "duplicate", "duplicate", "duplicate", "duplicate"]);
+		expect((await tallies(broker, "evstmt"))["o-stmt"]).toBe(3);
 	});
 
 	it("never delivers the event of a transaction that rolled back", async () => {

@@ -91,6 +91,27 @@ export function producerService(name = "evshop"): ServiceSchema {
  * A consumer that counts, in its own database, how often each order was applied (a double
  * application shows as a count of 2), and fails on demand (`effects.failures`).
  */
+/**
+ * A consumer whose handler is one write (a StatementHandler, mixins/consumer.mixin.ts): the inbox
+ * claim and the tally's upsert go as one statement on PostgreSQL.
+ */
+export function statementConsumerService(name = "evstmt"): ServiceSchema {
+	const base = consumerService(name);
+	return {
+		...base,
+		subscriptions: {
+			"orders.order.confirmed": {
+				parts(this: any, e: OrderEventData & { eventId: string }, p: any) {
+					return [{ name: "tally", sql: `INSERT INTO tallies (order_id, count) SELECT ${p.text(e.orderId)}, 1 WHERE {guard} ON CONFLICT (order_id) DO UPDATE SET count = tallies.count + 1 RETURNING count` }];
+				},
+				committed(this: any, e: OrderEventData & { eventId: string }, rows: Record<string, any[]>) {
+					effects.appliedBy.set(`${name}/${e.orderId}`, [...(effects.appliedBy.get(`${name}/${e.orderId}`) ?? []), String(rows.tally[0]?.count)]);
+				},
+			},
+		} as any,
+	};
+}
+
 export function consumerService(name = "evledger"): ServiceSchema {
 	return {
 		name,
