@@ -255,11 +255,37 @@ export function cacherFor(setting: string | undefined, namespace: string): unkno
 	return new SkippingMemoryLRUCacher({ ...common, max: 5000 });
 }
 
+const companions = new WeakMap<ServiceBroker, SkippingMemoryLRUCacher>();
+
+/**
+ * The store for answers a process must be able to drop at once on a clean, whoever else shares
+ * the cache: the broker's own when it is in memory; beside a shared Redis, a MemoryLRU of this
+ * process (Moleculer's), cleaned by every clean here and every invalidation broadcast — so it has
+ * no window in which another node can put an old answer back (Redis has: a read that began before
+ * a commit may store after the committing node cleaned Redis). Used for the products that price a
+ * checkout (lib/catalog/products-by-id.ts). Undefined without a cacher.
+ */
+export function processCacheFor(broker: ServiceBroker): { get(key: string): Promise<unknown>; set(key: string, data: unknown, ttl?: number): Promise<unknown>; cleans: number } | undefined {
+	const cacher = broker.cacher as any;
+	if (!cacher) return undefined;
+	if (!(cacher instanceof ForgivingRedisCacher)) return cacher;
+	let own = companions.get(broker);
+	if (!own) {
+		own = new SkippingMemoryLRUCacher({ ttl: DEFAULT_CACHE_TTL_S, max: 5000 });
+		own.init(broker);
+		companions.set(broker, own);
+	}
+	return own as any;
+}
+
 /** Cleans this node's cache for the given domain events (Redis: the shared store). */
 export function cleanFor(broker: ServiceBroker, events: readonly string[], extra: readonly string[] = []): Promise<void> {
 	const cacher = broker.cacher as any;
 	const patterns = [...new Set([...events.flatMap(e => INVALIDATES[e] ?? []), ...extra])];
 	if (!cacher || !patterns.length) return Promise.resolve();
+	// The per-product store beside a shared Redis (processCacheFor) is this process's own: cleaned here, at once.
+	const own = companions.get(broker);
+	if (own) void own.clean(patterns);
 	return Promise.resolve(cacher.clean(patterns)).then(
 		() => undefined,
 		() => undefined,
@@ -315,9 +341,28 @@ export function invalidateFor(broker: ServiceBroker, events: readonly string[]):
 	if (!broker.cacher) return;
 	const relevant = events.filter(e => INVALIDATES[e]);
 	if (!relevant.length) return;
+	const cleaned = cleanFor(broker, relevant);
+	const busy = relevant.filter(e => COALESCED.has(e));
+	const urgent = relevant.filter(e => !COALESCED.has(e));
+	if (urgent.length && (broker as any).transit) {
+		// Published before the change's answer leaves this node, so a client that acts on that answer
+		// (buys right after an archive) reaches nodes that have cleaned their own memory. With a shared
+		// Redis, once more when its clean has finished: a process tier that read the old answer back
+		// from Redis in between drops it then.
+		const send = () => void broker.broadcast(INVALIDATE_EVENT, { events: urgent }).catch(() => undefined);
+		send();
+		if (isShared(broker)) void cleaned.then(send);
+	}
 	// The others hear of it once the shared store is clean, so none reads the old answer back into its own tier.
-	broadcastClean(broker, cleanFor(broker, relevant), relevant);
+	if (busy.length) broadcastClean(broker, cleaned, busy);
 }
+
+/**
+ * Events that customers' traffic makes by the hundred per second (every checkout changes stock;
+ * reviews): their broadcasts are coalesced. Everything else — an operator's change to a product, a
+ * category, a warehouse — is broadcast at once.
+ */
+const COALESCED = new Set(["warehouse.stock.changed", "reviews.review.published"]);
 
 /**
  * After a change of one user's own data (their cart) has committed: cleans the answers of `action`
@@ -341,14 +386,20 @@ const CacheService: ServiceSchema = {
 		[INVALIDATE_EVENT](this: any, ctx: Context<{ events?: string[]; patterns?: string[] }>) {
 			if (!Array.isArray(ctx.params?.events) || ctx.nodeID === this.broker.nodeID) return;
 			const patterns = Array.isArray(ctx.params.patterns) ? ctx.params.patterns.filter(p => typeof p === "string") : [];
-			// A shared store was cleaned by the sender: only this process's tier in front of it is left; a per-process store is cleaned here.
-			if (isShared(this.broker)) (this.broker.cacher as unknown as ForgivingRedisCacher).forgetLocal();
-			else void cleanFor(this.broker, ctx.params.events, patterns);
+			// A shared store was cleaned by the sender: only this process's tier in front of it (and its own
+			// per-product store) is left; a per-process store is cleaned here.
+			if (isShared(this.broker)) {
+				(this.broker.cacher as unknown as ForgivingRedisCacher).forgetLocal();
+				const patternsOf = [...new Set([...ctx.params.events.flatMap(e => INVALIDATES[e] ?? []), ...patterns])];
+				if (patternsOf.length) void companions.get(this.broker)?.clean(patternsOf);
+			} else void cleanFor(this.broker, ctx.params.events, patterns);
 		},
 		"$transporter.connected"(this: any, ctx: Context<{ wasReconnect?: boolean }>) {
 			if (!ctx.params?.wasReconnect) return;
-			if (isShared(this.broker)) (this.broker.cacher as unknown as ForgivingRedisCacher).forgetLocal();
-			else void (this.broker.cacher as any)?.clean("**");
+			if (isShared(this.broker)) {
+				(this.broker.cacher as unknown as ForgivingRedisCacher).forgetLocal();
+				void companions.get(this.broker)?.clean("**");
+			} else void (this.broker.cacher as any)?.clean("**");
 		},
 	},
 };

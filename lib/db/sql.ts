@@ -162,7 +162,12 @@ interface PgClient {
 
 /** Distinct statements one connection keeps prepared; past this, new texts go unnamed (parsed and planned per call). */
 export const PREPARED_PER_CONNECTION = 256;
-const preparedOn = new WeakMap<object, Set<string>>();
+interface Prepared {
+	names: Set<string>;
+	/** Texts whose prepared statement went stale on this connection: they are prepared again under a new name. */
+	renamed: Map<string, number>;
+}
+const preparedOn = new WeakMap<object, Prepared>();
 const nameCache = new Map<string, string>();
 
 /** A statement's name: a digest of its text, so one name never stands for two texts. */
@@ -177,6 +182,16 @@ function statementName(text: string): string {
 }
 
 /**
+ * A prepared statement the server will not run any more as prepared: its result's shape changed
+ * under it (another node's migration added a column to a table behind `SELECT *`, 0A000), or it is
+ * gone (the session was reset, 26000).
+ */
+function isStalePrepared(err: unknown): boolean {
+	const e = err as { code?: string; message?: string };
+	return (e?.code === "0A000" && /cached plan must not change result type/.test(e.message ?? "")) || e?.code === "26000";
+}
+
+/**
  * Runs one statement on a pg client as a NAMED prepared statement (node-postgres keeps the name
  * per connection and sends only Bind/Execute on later calls). PostgreSQL then skips parsing and
  * rewriting, and after five executions plans once for all values (its plan cache), which is most
@@ -184,17 +199,30 @@ function statementName(text: string): string {
  * planned as running (bench/checkout.ts, pg_stat_statements with track_planning). A connection
  * keeps at most PREPARED_PER_CONNECTION of them, so statements whose text varies (IN lists of
  * varying length) cannot grow a backend's memory without bound.
+ *
+ * A statement that went stale on this connection (a schema change by another process: 0A000
+ * "cached plan must not change result type") is prepared again under a new name: at once when
+ * `retry` (an autocommitted statement that failed had no effect, so running it again is safe),
+ * else from the next call on (inside a transaction the error aborted it; the caller's retry runs
+ * afresh). Errors: whatever the statement raises (pg's DatabaseError, with its SQLSTATE `code`).
  */
-export function pgQuery(client: unknown, text: string, values: readonly unknown[] = []): Promise<{ rows: any[]; rowCount: number | null }> {
+export async function pgQuery(client: unknown, text: string, values: readonly unknown[] = [], retry = true): Promise<{ rows: any[]; rowCount: number | null }> {
 	const c = client as PgClient;
-	let names = preparedOn.get(c as object);
-	if (!names) preparedOn.set(c as object, (names = new Set()));
-	const name = statementName(text);
-	if (names.has(name) || names.size < PREPARED_PER_CONNECTION) {
-		names.add(name);
-		return c.query({ name, text, values: values as unknown[] });
+	let state = preparedOn.get(c as object);
+	if (!state) preparedOn.set(c as object, (state = { names: new Set(), renamed: new Map() }));
+	const base = statementName(text);
+	const generation = state.renamed.get(base);
+	const name = generation === undefined ? base : `${base}_${generation}`;
+	if (!state.names.has(name) && state.names.size >= PREPARED_PER_CONNECTION) return c.query({ text, values: values as unknown[] });
+	state.names.add(name);
+	try {
+		return await c.query({ name, text, values: values as unknown[] });
+	} catch (err) {
+		if (!isStalePrepared(err)) throw err;
+		state.renamed.set(base, (generation ?? 0) + 1);
+		if (!retry) throw err;
+		return pgQuery(client, text, values, false);
 	}
-	return c.query({ text, values: values as unknown[] });
 }
 
 interface SqliteDb {
@@ -239,13 +267,14 @@ class ConnectionRunner implements Runner {
 	) {}
 
 	async query<T>(sql: string, values: readonly unknown[] = []): Promise<T[]> {
-		if (this.dialect === "postgres") return (await pgQuery(this.conn, sql, values)).rows as T[];
+		// Inside a transaction a failed statement aborted it: no retry on the same connection (pgQuery).
+		if (this.dialect === "postgres") return (await pgQuery(this.conn, sql, values, !this.transaction)).rows as T[];
 		return sqliteAll(this.conn as SqliteDb, sql, values);
 	}
 
 	async write(parts: Part[], params: Params): Promise<Record<string, any[]>> {
 		if (this.dialect === "postgres") {
-			const row = (await pgQuery(this.conn, composePostgres(parts), params.values)).rows[0];
+			const row = (await pgQuery(this.conn, composePostgres(parts), params.values, !this.transaction)).rows[0];
 			return Object.fromEntries(parts.map(p => [p.name, row[p.name] ?? []]));
 		}
 		checkParts(parts);

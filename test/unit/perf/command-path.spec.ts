@@ -54,26 +54,37 @@ describe("invalidation broadcasts", () => {
 	}
 	const tick = (ms: number) => new Promise(r => setTimeout(r, ms));
 
-	it("go at once after a quiet spell, then at most one per window carrying every event since, each after its cleans", async () => {
+	it("for customers' traffic (stock, reviews): at once after a quiet spell, then at most one per window carrying every event since, each after its cleans", async () => {
 		const { broker, log, broadcasts } = fakeBroker();
 		invalidateFor(broker, ["warehouse.stock.changed"]);
 		await tick(5);
 		expect(broadcasts).toEqual([{ events: ["warehouse.stock.changed"] }]);
 		expect(log).toEqual(["clean 3", "broadcast"]);
 		invalidateFor(broker, ["warehouse.stock.changed"]);
-		invalidateFor(broker, ["catalog.product.updated"]);
+		invalidateFor(broker, ["reviews.review.published"]);
 		invalidateFor(broker, ["orders.order.confirmed"]); // makes nothing stale: no clean, no broadcast of it
 		await tick(5);
 		// Cleaned here at once, told to the others at the end of the window.
 		expect(broadcasts.length).toBe(1);
 		expect(log.filter(l => l.startsWith("clean")).length).toBe(3);
 		await tick(BROADCAST_COALESCE_MS + 20);
-		expect(broadcasts).toEqual([{ events: ["warehouse.stock.changed"] }, { events: ["warehouse.stock.changed", "catalog.product.updated"] }]);
+		expect(broadcasts).toEqual([{ events: ["warehouse.stock.changed"] }, { events: ["warehouse.stock.changed", "reviews.review.published"] }]);
 		// Quiet again: the next one goes at once.
 		await tick(BROADCAST_COALESCE_MS + 10);
 		invalidateFor(broker, ["reviews.review.published"]);
 		await tick(5);
 		expect(broadcasts.at(-1)).toEqual({ events: ["reviews.review.published"] });
+	});
+
+	it("for an operator's change (product, category, warehouse): at once, before the change's answer can leave, even inside a busy window", () => {
+		const { broker, broadcasts } = fakeBroker();
+		invalidateFor(broker, ["warehouse.stock.changed"]);
+		invalidateFor(broker, ["warehouse.stock.changed"]); // a window is open now
+		// Synchronously: nothing between the commit's hook and the broadcast.
+		invalidateFor(broker, ["catalog.product.archived"]);
+		expect(broadcasts).toContainEqual({ events: ["catalog.product.archived"] });
+		invalidateFor(broker, ["catalog.category.updated", "warehouse.warehouse.updated"]);
+		expect(broadcasts).toContainEqual({ events: ["catalog.category.updated", "warehouse.warehouse.updated"] });
 	});
 });
 
