@@ -229,7 +229,16 @@ interface SqliteDb {
 	all(sql: string, values: unknown[], cb: (err: Error | null, rows: any[]) => void): void;
 }
 
+const listened = new WeakSet<object>();
+
 function sqliteAll(db: SqliteDb, sql: string, values: readonly unknown[]): Promise<any[]> {
+	// node-sqlite3 emits 'error' on the Database when it closes with work queued that has no callback
+	// (the finalize() its `all` adds): at shutdown that would be an uncaught exception. Every call here
+	// gets its own error through its callback, so the event itself is dropped.
+	if (!listened.has(db)) {
+		listened.add(db);
+		(db as unknown as { on?: (e: string, f: () => void) => void }).on?.("error", () => undefined);
+	}
 	const s = sqliteStatement(sql, values);
 	return new Promise((resolve, reject) => db.all(s.sql, s.values, (err, rows) => (err ? reject(err) : resolve(rows))));
 }
