@@ -265,7 +265,14 @@ const companions = new WeakMap<ServiceBroker, SkippingMemoryLRUCacher>();
  * a commit may store after the committing node cleaned Redis). Used for the products that price a
  * checkout (lib/catalog/products-by-id.ts). Undefined without a cacher.
  */
-export function processCacheFor(broker: ServiceBroker): { get(key: string): Promise<unknown>; set(key: string, data: unknown, ttl?: number): Promise<unknown>; cleans: number } | undefined {
+export interface ProcessCache {
+	get(key: string): Promise<unknown>;
+	set(key: string, data: unknown, ttl?: number): Promise<unknown>;
+	/** Cleans so far: a read that saw one happen while it ran is not stored. */
+	cleans: number;
+}
+
+export function processCacheFor(broker: ServiceBroker): ProcessCache | undefined {
 	const cacher = broker.cacher as any;
 	if (!cacher) return undefined;
 	if (!(cacher instanceof ForgivingRedisCacher)) return cacher;
@@ -278,10 +285,15 @@ export function processCacheFor(broker: ServiceBroker): { get(key: string): Prom
 	return own as any;
 }
 
+/** The key patterns the given domain events make stale, with any given beside them, each once. */
+function patternsFor(events: readonly string[], extra: readonly string[] = []): string[] {
+	return [...new Set([...events.flatMap(e => INVALIDATES[e] ?? []), ...extra])];
+}
+
 /** Cleans this node's cache for the given domain events (Redis: the shared store). */
 export function cleanFor(broker: ServiceBroker, events: readonly string[], extra: readonly string[] = []): Promise<void> {
 	const cacher = broker.cacher as any;
-	const patterns = [...new Set([...events.flatMap(e => INVALIDATES[e] ?? []), ...extra])];
+	const patterns = patternsFor(events, extra);
 	if (!cacher || !patterns.length) return Promise.resolve();
 	// The per-product store beside a shared Redis (processCacheFor) is this process's own: cleaned here, at once.
 	const own = companions.get(broker);
@@ -390,8 +402,8 @@ const CacheService: ServiceSchema = {
 			// per-product store) is left; a per-process store is cleaned here.
 			if (isShared(this.broker)) {
 				(this.broker.cacher as unknown as ForgivingRedisCacher).forgetLocal();
-				const patternsOf = [...new Set([...ctx.params.events.flatMap(e => INVALIDATES[e] ?? []), ...patterns])];
-				if (patternsOf.length) void companions.get(this.broker)?.clean(patternsOf);
+				const stale = patternsFor(ctx.params.events, patterns);
+				if (stale.length) void companions.get(this.broker)?.clean(stale);
 			} else void cleanFor(this.broker, ctx.params.events, patterns);
 		},
 		"$transporter.connected"(this: any, ctx: Context<{ wasReconnect?: boolean }>) {

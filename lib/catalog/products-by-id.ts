@@ -26,16 +26,10 @@ export const PRODUCT_KEY_PREFIX = "catalog.product:";
 /** Stands for an id catalog does not have (cached too: a retried bad id costs no call). */
 const GONE = { gone: true };
 
-interface Cacher {
-	get(key: string): Promise<unknown>;
-	set(key: string, data: unknown, ttl?: number): Promise<unknown>;
-	cleans?: number;
-}
-
 /** The products of `ids` that exist (any order, each once), read through the per-product cache. */
 export async function productsById<T extends { id: string }>(ctx: Context, ids: readonly string[], opts?: CallingOptions): Promise<T[]> {
 	const unique = [...new Set(ids)];
-	const cacher: Cacher | undefined = processCacheFor(ctx.broker);
+	const cacher = processCacheFor(ctx.broker);
 	if (!cacher || !unique.length) return unique.length ? ctx.call("catalog.getMany", { ids: unique }, opts) : [];
 	const cached = await Promise.all(unique.map(id => cacher.get(PRODUCT_KEY_PREFIX + id)));
 	const found: T[] = [];

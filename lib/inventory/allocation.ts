@@ -17,10 +17,15 @@ export interface Allocation {
 
 export type AllocationResult = { ok: true; allocations: Allocation[] } | { ok: false; short: { sku: string; requested: number; available: number }[] };
 
-export function allocate(lines: { sku: string; quantity: number }[], stock: StockLevel[]): AllocationResult {
+/** An order's lines with one line per sku, quantities added up, in the order skus first appear. */
+export function mergeLines(lines: { sku: string; quantity: number }[]): { sku: string; quantity: number }[] {
 	const merged = new Map<string, number>();
 	for (const l of lines) merged.set(l.sku, (merged.get(l.sku) ?? 0) + l.quantity);
-	const wanted = [...merged].map(([sku, quantity]) => ({ sku, quantity }));
+	return [...merged].map(([sku, quantity]) => ({ sku, quantity }));
+}
+
+export function allocate(lines: { sku: string; quantity: number }[], stock: StockLevel[]): AllocationResult {
+	const wanted = mergeLines(lines);
 	const at = (w: string, sku: string) => stock.find(s => s.warehouseId === w && s.sku === sku)?.available ?? 0;
 
 	const warehouses = [...new Set(stock.map(s => s.warehouseId))].sort();

@@ -18,7 +18,7 @@ import { DEMO_PRODUCTS } from "../../lib/catalog/demo-data";
 import { SKU_RULE } from "../../lib/catalog/product";
 import { ConflictError, DependencyUnavailableError, NotFoundError } from "../../lib/errors";
 import { faultPoint } from "../../lib/faults";
-import { type Allocation, allocate, bySkuThenWarehouse } from "../../lib/inventory/allocation";
+import { type Allocation, allocate, bySkuThenWarehouse, mergeLines } from "../../lib/inventory/allocation";
 import { DEMO_WAREHOUSES, totalAvailable, warehouseColumns, warehouseSnapshot } from "../../lib/inventory/warehouses";
 import { type Params, type Part, type Runner, recording, violationOf } from "../../lib/db/sql";
 import { AccessMixin } from "../../mixins/access.mixin";
@@ -302,10 +302,9 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 		 * the locked levels (with `active`) for the general plan.
 		 */
 		async reserveSinglePlan(this: Svc, p: Params, order: string, lines: Line[], skipped: (rows: Record<string, any[]>) => void) {
-			const merged = new Map<string, number>();
-			for (const l of lines) merged.set(l.sku, (merged.get(l.sku) ?? 0) + l.quantity);
-			const skus = [...merged.keys()].sort();
-			const want = skus.map(k => `SELECT ${p.text(k)} AS sku, ${p.int(merged.get(k)!)} AS quantity`).join(" UNION ALL ");
+			const wanted = mergeLines(lines).sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : 0));
+			const skus = wanted.map(w => w.sku);
+			const want = wanted.map(w => `SELECT ${p.text(w.sku)} AS sku, ${p.int(w.quantity)} AS quantity`).join(" UNION ALL ");
 			const reservationId = randomUUID();
 			const rid = p.text(reservationId);
 			const now = new Date();
@@ -327,7 +326,7 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 				{ name: "lines", sql: `INSERT INTO reservation_lines (reservation_id, sku, warehouse_id, quantity) SELECT ${rid}, w.sku, one.warehouse_id, w.quantity FROM (${want}) w, one WHERE {guard} RETURNING sku`, requires: ["upd"] },
 				{ name: "mv", sql: `INSERT INTO stock_movements (sku, warehouse_id, delta_on_hand, delta_reserved, reason, reference, created_at) SELECT w.sku, one.warehouse_id, 0, w.quantity, 'RESERVE', ${rid}, ${p.ts(now)} FROM (${want}) w, one WHERE {guard} RETURNING id`, requires: ["upd"] },
 				// One changed row per sku: the event joins the written row by sku alone.
-				this.stockEventsPart(p, skus.map(k => ({ sku: k, warehouseId: null, skuDelta: -merged.get(k)! })), "written", ["upd"]),
+				this.stockEventsPart(p, wanted.map(w => ({ sku: w.sku, warehouseId: null, skuDelta: -w.quantity })), "written", ["upd"]),
 			];
 			return { parts, outcome: { answer: null as unknown as { reservationId: string; allocations: Allocation[] } }, answerSql: answer, requires: ["upd"], skipped };
 		},
