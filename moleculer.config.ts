@@ -5,6 +5,7 @@ import { hostname } from "node:os";
 import { RemoteCacheMiddleware, cacherFor } from "./lib/cache";
 import type { BrokerOptions } from "moleculer";
 import { config } from "./config";
+import { BreakerResetMiddleware } from "./lib/breaker";
 import { countsAgainstHealth, isSafeToRetry } from "./lib/errors";
 import { RemoteCallDeadlineMiddleware } from "./lib/graceful";
 import { BusinessMetricsMiddleware, CombinedPrometheusReporter, collectProcessMetrics } from "./lib/metrics";
@@ -91,13 +92,14 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
 		// Request ids in JSON log lines (text logs do not print them: no scope per call then);
 		// checkout latency and outcome when metrics are on (lib/metrics.ts); a timed-out remote call
 		// releases its context, so a stop never waits for calls nobody awaits (lib/graceful.ts);
-		// cached reads answered on the calling side (lib/cache.ts). A middleware that is off is not
-		// in the chain at all.
+		// cached reads answered on the calling side (lib/cache.ts); a node back as a new process starts
+		// with closed breakers (lib/breaker.ts). A middleware that is off is not in the chain at all.
 		middlewares: [
 			...(c.LOG_FORMAT === "json" ? [RequestContextMiddleware] : []),
 			...(c.METRICS_ENABLED ? [BusinessMetricsMiddleware] : []),
 			RemoteCallDeadlineMiddleware,
 			RemoteCacheMiddleware,
+			BreakerResetMiddleware,
 		],
 		...overrides,
 	};
