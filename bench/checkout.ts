@@ -72,6 +72,21 @@ function cpuMs(pid: number): number | null {
 	}
 }
 
+/**
+ * write(2)/writev(2) calls a process has made so far (`syscw` of /proc/<pid>/io); null once it is
+ * gone. For the Node nodes and nats-server these are socket writes: every message, query and
+ * answer sent. PostgreSQL sends on sockets with send(2), which syscw does not count: its figure is
+ * its file writes (WAL, data).
+ */
+function writeCalls(pid: number): number | null {
+	try {
+		const m = /^syscw:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/io`, "utf8"));
+		return m ? Number(m[1]) : null;
+	} catch {
+		return null;
+	}
+}
+
 function parentOf(pid: number): number {
 	try {
 		const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -278,15 +293,16 @@ async function main(): Promise<void> {
 			else for (const pid of processes(p => comm(p) === "nats-server")) out.push(["nats (shared)", pid]);
 			return out;
 		};
-		const first = new Map<number, number>();
-		const last = new Map<number, { group: string; ms: number }>();
+		const first = new Map<number, { ms: number; writes: number }>();
+		const last = new Map<number, { group: string; ms: number; writes: number }>();
 		const sample = () => {
 			for (const [group, pid] of groups()) {
 				const ms = cpuMs(pid);
 				if (ms === null) continue;
-				// A backend first seen during the phase started during it: all its CPU counts.
-				if (!first.has(pid)) first.set(pid, started ? 0 : ms);
-				last.set(pid, { group, ms });
+				const writes = writeCalls(pid) ?? last.get(pid)?.writes ?? 0;
+				// A backend first seen during the phase started during it: all its CPU and writes count.
+				if (!first.has(pid)) first.set(pid, started ? { ms: 0, writes: 0 } : { ms, writes });
+				last.set(pid, { group, ms, writes });
 			}
 		};
 		let started = false;
@@ -297,9 +313,13 @@ async function main(): Promise<void> {
 			sample();
 			clearInterval(timer);
 			const byProcess: Record<string, number> = {};
-			for (const [pid, { group, ms }] of last) byProcess[group] = (byProcess[group] ?? 0) + ms - first.get(pid)!;
+			const writesByProcess: Record<string, number> = {};
+			for (const [pid, { group, ms, writes }] of last) {
+				byProcess[group] = (byProcess[group] ?? 0) + ms - first.get(pid)!.ms;
+				writesByProcess[group] = (writesByProcess[group] ?? 0) + writes - first.get(pid)!.writes;
+			}
 			const totalMs = Object.values(byProcess).reduce((a, b) => a + b, 0);
-			return { totalMs, byProcess };
+			return { totalMs, byProcess, writesByProcess };
 		};
 	};
 
@@ -364,6 +384,8 @@ async function main(): Promise<void> {
 				.slice(0, 30);
 			const byProcess: Record<string, number | null> = {};
 			for (const [g, ms] of Object.entries(cpu.byProcess)) byProcess[g] = per(ms);
+			const writesByProcess: Record<string, number | null> = {};
+			for (const [g, n] of Object.entries(cpu.writesByProcess)) writesByProcess[g] = per(n);
 			const result = {
 				durationS: Number(elapsedS.toFixed(2)),
 				requests: latencies.length,
@@ -373,6 +395,7 @@ async function main(): Promise<void> {
 				latencyMs: { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99), max: percentile(sorted, 100) },
 				cpuMsPerCheckout: per(cpu.totalMs),
 				cpuMsPerCheckoutByProcess: byProcess,
+				writeSyscallsPerCheckoutByProcess: writesByProcess,
 				sqlStatementsPerCheckout: per(after.statements === null ? null : after.statements - before.statements!),
 				transactionControlStatementsPerCheckout: per(after.txControl === null ? null : after.txControl - before.txControl!),
 				commitsPerCheckout: per(after.commits - before.commits),
@@ -450,6 +473,7 @@ async function main(): Promise<void> {
 			method: {
 				cpu: "utime+stime from /proc/<pid>/stat of the 5 node processes, every PostgreSQL process of the instance and nats-server, sampled every 100 ms over the phase plus its drain",
 				statements: "pg_stat_statements calls over this cluster's databases, transaction control (BEGIN/COMMIT/ROLLBACK/SAVEPOINT) not counted (given apart)",
+				writes: "writeSyscallsPerCheckoutByProcess: write/writev calls (syscw of /proc/<pid>/io) over the phase plus its drain; for the node processes and nats-server these are socket writes (each message, query and answer sent), for postgres only its file writes (it sends on sockets with send(2), which syscw does not count); counts, so steadier than CPU on a shared host",
 				commits: "pg_stat_database.xact_commit over this cluster's databases",
 				brokerCalls: "moleculer_request_total (actions executed, local or remote) over the nodes, without api.* and $node.*; Moleculer events handled (moleculer_event_received_total, once per receiving node) listed as event:<name> beside them",
 				natsMessages: "in_msgs of the bench's own nats-server (/varz): every message any client published, JetStream API and acknowledgements included",

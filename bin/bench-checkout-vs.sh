@@ -38,6 +38,9 @@ const pick = f => {
 	const c = r.phases.closedLoop;
 	return {
 		checkoutsPerSecond: r.checkoutsPerSecond, cpuMsPerCheckout: r.cpuMsPerCheckout, cpuMsPerCheckoutByProcess: c.cpuMsPerCheckoutByProcess,
+		writeSyscallsPerCheckoutByProcess: c.writeSyscallsPerCheckoutByProcess,
+		// Socket writes of the node processes and nats-server together (PostgreSQL's send(2) calls are not counted).
+		nodeAndNatsWritesPerCheckout: c.writeSyscallsPerCheckoutByProcess ? Number(Object.entries(c.writeSyscallsPerCheckoutByProcess).filter(([g]) => !g.startsWith("postgres")).reduce((a, [, n]) => a + (n ?? 0), 0).toFixed(2)) : null,
 		sqlStatementsPerCheckout: r.sqlStatementsPerCheckout, commitsPerCheckout: r.commitsPerCheckout, brokerCallsPerCheckout: r.brokerCallsPerCheckout,
 		natsMessagesPerCheckout: r.natsMessagesPerCheckout, openLoop: r.openLoop, oneClient: r.oneClient,
 		loadAverage1m: [r.machine.loadAverage1mBeforeStart, r.machine.loadAverage1mAtEnd],
@@ -50,7 +53,7 @@ result.sideBySide = {
 	how: `the same bench script run on ${ref} (${sha}) and on this tree, alternately, ${rounds} rounds on the same machine; the top-level figures are the last current run`,
 	baselineCommit: sha,
 	rounds: list,
-	ratios: Object.fromEntries(["cpuMsPerCheckout", "checkoutsPerSecond", "sqlStatementsPerCheckout", "commitsPerCheckout", "natsMessagesPerCheckout"].map(k => [k, ratio(k)])),
+	ratios: Object.fromEntries(["cpuMsPerCheckout", "checkoutsPerSecond", "sqlStatementsPerCheckout", "commitsPerCheckout", "natsMessagesPerCheckout", "nodeAndNatsWritesPerCheckout"].map(k => [k, ratio(k)])),
 };
 fs.writeFileSync("bench/results/checkout.json", JSON.stringify(result, null, 2) + "\n");
 console.log(JSON.stringify(result.sideBySide.ratios));

@@ -127,13 +127,18 @@ const DATABASE_GONE = /terminating connection|connection terminated|the database
  * dependency of it is unavailable, the transporter failed) and a callee whose database cannot be
  * reached. Never a client error (any 4xx, a validation error, anything named a bad request) and
  * never a plain 500 — a bug triggered by one input says nothing about whether the next caller can
- * be served, and counting it would let one client open the breaker for everyone (issue 9).
+ * be served, and counting it would let one client open the breaker for everyone (issue 9). Nor
+ * an action not (yet) registered where the call went (ServiceNotFoundError, ServiceNotAvailableError).
  */
 export function countsAgainstHealth(err: any): boolean {
 	if (!err) return false;
 	if (err.name === "ValidationError" || err instanceof MoleculerClientError) return false;
 	if (/bad.?request/i.test(`${err.type ?? ""} ${err.name ?? ""}`)) return false;
 	if (err instanceof Errors.RequestTimeoutError || err.type === "REQUEST_TIMEOUT") return true;
+	// No handler ran because the action is not registered there (yet): a node still starting its
+	// services answers "not found on <node>". Counted, these trip a restarting node's breaker while
+	// it starts, and keep it closed for the half-open time after it is ready (crash-recovery e2e).
+	if (err instanceof Errors.ServiceNotFoundError || err instanceof Errors.ServiceNotAvailableError) return false;
 	// Moleculer's own retryable errors include a full bulkhead (QueueIsFullError, 429): overload is health.
 	if (err.retryable === true) return true;
 	const code = Number(err.code);

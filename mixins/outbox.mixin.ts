@@ -86,7 +86,7 @@ const LEASE_MS = 15_000;
 const WRITTEN_LEASE_MS = 5_000;
 const CLEANUP_EVERY_MS = 60_000;
 /** Published rows are marked together, at most this long after they went out. */
-const MARK_LINGER_MS = 100;
+const MARK_LINGER_MS = 250;
 
 async function startOutbox(this: OutboxService): Promise<void> {
 	const c = config();

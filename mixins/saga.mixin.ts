@@ -129,7 +129,7 @@ const finishedTotal = new Counter({ name: "saga_finished_total", help: "Sagas th
 const takeovers = new Counter({ name: "saga_takeovers_total", help: "Sagas resumed by a node after their driver's lease ran out", labelNames: ["saga"], registers: [promRegistry] });
 
 const ACTIVE = ["RUNNING", "COMPENSATING"];
-const LOG_STATUS: Record<Outcome, string> = { done: "DONE", refused: "REFUSED", "not-sent": "NOT_SENT", unknown: "UNKNOWN", failed: "FAILED" };
+const LOG_STATUS: Record<Outcome, string> = { done: "DONE", refused: "REFUSED", "not-sent": "NOT_SENT", unavailable: "UNAVAILABLE", unknown: "UNKNOWN", failed: "FAILED" };
 const OUTCOME: Record<string, Outcome> = Object.fromEntries(Object.entries(LOG_STATUS).map(([k, v]) => [v, k as Outcome]));
 
 type Svc = Service & DbMethods & { [k: string]: any };
@@ -186,7 +186,20 @@ export interface SagaOptions {
 	/** First wait before a STUCK saga is retried; doubles each time, up to `stuckRetryMaxMs`. */
 	stuckRetryBaseMs?: number;
 	stuckRetryMaxMs?: number;
+	/** Calls of a step per drive that may reach no node before it fails (lib/saga/decide.ts); default UNREACHED_ATTEMPTS. */
+	unreachedAttempts?: number;
 }
+
+/**
+ * A step whose callee is known but unavailable (its node is restarting, or every breaker to it is
+ * open: lib/saga/decide.ts `unavailable`) is called again up to this many times per drive, the waits between calls growing 100 ms,
+ * 200 ms … up to 2 s (callStep): about 9 s in all, within the 10 s after which the broker gives up
+ * on a silent node (heartbeatTimeout, moleculer.config.ts). A checkout placed while a node
+ * restarts waits for it (the client gets 202 PENDING past CHECKOUT_WAIT_MS) instead of being
+ * compensated and REJECTED; calls that reached a node still count against the step's retries, and a service no node has
+ * at all still fails fast (PAYMENT_UNAVAILABLE at once when payments is down).
+ */
+export const UNREACHED_ATTEMPTS = 9;
 
 /** The pause before the n-th automatic retry of a parked saga (n from 1). */
 export function stuckBackoff(n: number, baseMs: number, maxMs: number): number {
@@ -201,7 +214,7 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 	const stuckBaseMs = opts.stuckRetryBaseMs ?? c.SAGA_STUCK_RETRY_BASE_MS;
 	const stuckMaxMs = opts.stuckRetryMaxMs ?? c.SAGA_STUCK_RETRY_MAX_MS;
 	const specs = new Map<string, SagaSpec>(
-		definitions.map(d => [d.name, { steps: d.steps.map(s => ({ name: s.name, compensable: Boolean(s.compensate), attempts: 1 + s.retries })), compensationAttempts, forwardOnly: d.forwardOnly }]),
+		definitions.map(d => [d.name, { steps: d.steps.map(s => ({ name: s.name, compensable: Boolean(s.compensate), attempts: 1 + s.retries })), compensationAttempts, forwardOnly: d.forwardOnly, unreachedAttempts: opts.unreachedAttempts ?? UNREACHED_ATTEMPTS }]),
 	);
 
 	const schema = {

@@ -348,7 +348,7 @@ export class OutboxRelay implements OutboxSource {
 			try {
 				const p = this.sql.params();
 				await this.sql.execute(
-					`UPDATE ${OUTBOX_TABLE} SET status = 'PUBLISHED', published_at = ${p.ts(new Date())}, claim_token = NULL, last_error = NULL, failed_group = NULL WHERE status = 'PENDING' AND id IN (${ids.map(id => p.text(id)).join(", ")}) RETURNING 1`,
+					`UPDATE ${OUTBOX_TABLE} SET status = 'PUBLISHED', published_at = ${p.ts(new Date())}, claim_token = NULL, last_error = NULL, failed_group = NULL WHERE status = 'PENDING' AND ${p.oneOf("id", ids)} RETURNING 1`,
 					p.values,
 				);
 			} catch (err) {

@@ -50,6 +50,16 @@ export class Params {
 		return this.dialect === "postgres" ? `CAST(${placeholder} AS text)` : placeholder;
 	}
 
+	/**
+	 * `column` is one of `values` (texts, at least one). On PostgreSQL one array parameter, so the
+	 * statement's text (and its prepared statement, planned once per connection) is the same
+	 * whatever the number of values; SQLite, which has no arrays, gets one placeholder per value.
+	 */
+	oneOf(column: string, values: readonly string[]): string {
+		if (this.dialect === "postgres") return `${column} = ANY(CAST(${this.add(values)} AS text[]))`;
+		return `${column} IN (${values.map(v => this.add(v)).join(", ")})`;
+	}
+
 	int(value: number | null): string {
 		return `CAST(${this.add(value === null ? null : Math.trunc(value))} AS INTEGER)`;
 	}

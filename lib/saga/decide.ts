@@ -6,7 +6,10 @@
  * - Steps run in order; a step that answered `done` is not called again.
  * - A call whose outcome is unknown (timeout, a server error) or that never reached a node is
  *   retried, up to the step's attempts within one drive (an epoch), because every call carries
- *   the same idempotency key and so takes effect at most once.
+ *   the same idempotency key and so takes effect at most once. With `unreachedAttempts` set, calls
+ *   that found the callee `unavailable` (known, but restarting or behind an open breaker) count
+ *   apart, against that budget: such a call says nothing about the step. A call that found no
+ *   node at all for the action (`not-sent`) still counts against the attempts: fail fast.
  * - A refusal (a 4xx) is final: the callee took no effect, so that step needs no compensation —
  *   unless an earlier attempt of it ended unknown, which may have taken effect after all.
  * - Once a step has failed, every step that may have taken effect (`done`, or any `unknown`
@@ -22,11 +25,14 @@
 import { Errors } from "moleculer";
 
 /**
- * `done`: it answered. `refused`: a client error, no effect. `not-sent`: no handler ran.
+ * `done`: it answered. `refused`: a client error, no effect. `not-sent`: no handler ran (no node
+ * has the action, or the callee's queue was full). `unavailable`: no handler ran, and the callee
+ * is known but cannot be reached now (every endpoint down or behind an open breaker, or its node
+ * is still starting its services): it may be back in seconds.
  * `unknown`: it may have taken effect and another call may help (a timeout, a retryable error).
  * `failed`: it may have taken effect and another call will not help (a non-retryable server error).
  */
-export type Outcome = "done" | "refused" | "not-sent" | "unknown" | "failed";
+export type Outcome = "done" | "refused" | "not-sent" | "unavailable" | "unknown" | "failed";
 export type Phase = "forward" | "compensate";
 
 export interface LogEntry {
@@ -50,6 +56,11 @@ export interface SagaSpec {
 	compensationAttempts: number;
 	/** No compensations: a failed step parks the saga and is retried at its next drive. */
 	forwardOnly?: boolean;
+	/**
+	 * Calls of a step per drive that may end `unavailable` before the step counts as failed, apart
+	 * from its `attempts`, which then count the other calls. Unset: every call counts against `attempts`.
+	 */
+	unreachedAttempts?: number;
 }
 
 export type Decision =
@@ -68,8 +79,10 @@ export function forwardState(spec: SagaSpec, log: LogEntry[], epoch: number): { 
 		const last = calls[calls.length - 1];
 		if (!last) return { call: i };
 		if (last.outcome === "refused" || last.outcome === "failed") return { failed: i };
-		const thisDrive = calls.filter(e => e.epoch === epoch).length;
-		return thisDrive < step.attempts ? { call: i } : { failed: i };
+		const thisDrive = calls.filter(e => e.epoch === epoch);
+		if (spec.unreachedAttempts === undefined) return thisDrive.length < step.attempts ? { call: i } : { failed: i };
+		const unreached = thisDrive.filter(e => e.outcome === "unavailable").length;
+		return thisDrive.length - unreached < step.attempts && unreached < spec.unreachedAttempts ? { call: i } : { failed: i };
 	}
 	return { done: true };
 }
@@ -131,12 +144,16 @@ export function decide(spec: SagaSpec, log: LogEntry[], epoch: number, opts: Dec
 
 /**
  * The outcome of a call that threw, from Moleculer's own error classes and flags: no node for the
- * action (or every breaker open: ServiceNotAvailableError), or a full queue on the callee, means
- * no handler ran; a client error (MoleculerClientError, 4xx) is a refusal that took no effect;
+ * action, or a full queue on the callee, means no handler ran (`not-sent`); so does a callee known
+ * but unreachable now (`unavailable`); a client error (MoleculerClientError, 4xx) is a refusal that took no effect;
  * anything else may have taken effect, and Moleculer's `retryable` says whether to call again.
  */
 export function outcomeOf(err: unknown): Exclude<Outcome, "done"> {
-	if (err instanceof Errors.ServiceNotFoundError || err instanceof Errors.ServiceNotAvailableError || err instanceof Errors.QueueIsFullError) return "not-sent";
+	// Known but down: every endpoint unavailable (breaker open), or a node that does not have the
+	// service yet answered (it is starting: "Service … is not found on '<node>' node").
+	if (err instanceof Errors.ServiceNotAvailableError) return "unavailable";
+	if (err instanceof Errors.ServiceNotFoundError) return (err as { data?: { nodeID?: string } }).data?.nodeID ? "unavailable" : "not-sent";
+	if (err instanceof Errors.QueueIsFullError) return "not-sent";
 	const e = err as { code?: number; retryable?: boolean } | undefined;
 	if (err instanceof Errors.MoleculerClientError || (typeof e?.code === "number" && e.code >= 400 && e.code < 500 && !e.retryable)) return "refused";
 	return e?.retryable ? "unknown" : "failed";

@@ -220,7 +220,7 @@ const CatalogService: ServiceSchema<any, any, any, Svc> = {
 				// Plain SQL (lib/db/sql.ts): every checkout, quote and cart view that misses the per-product
 				// cache (lib/catalog/products-by-id.ts) lands here. One statement text for any number of ids on PostgreSQL.
 				const p = this.sql.params();
-				const where = this.sql.dialect === "postgres" ? `id = ANY(CAST(${p.add(ids)} AS text[]))` : `id IN (${ids.map(id => p.add(id)).join(", ")})`;
+				const where = p.oneOf("id", ids);
 				const rows: any[] = await this.sql.select(`SELECT id, sku, name, price_amount, currency, status, weight_grams FROM products WHERE ${where}`, p.values);
 				return rows.map(r => ({ id: r.id, sku: r.sku, name: r.name, price: { amount: Number(r.price_amount), currency: r.currency }, status: r.status, weightGrams: r.weight_grams }));
 			},

@@ -1,7 +1,7 @@
 /**
  * The plain-SQL helper's pure parts (lib/db/sql.ts): a write's parts as one PostgreSQL statement,
  * SQLite's numbered parameters, dates in SQLite's stored format, constraint violations read from
- * either driver.
+ * either driver, lists of texts as one parameter on PostgreSQL.
  */
 import { Params, composePostgres, sqliteDate, sqliteStatement, violationOf } from "../../../lib/db/sql";
 
@@ -50,6 +50,20 @@ describe("parameters", () => {
 		const lite = new Params("sqlite");
 		expect([lite.text("a"), lite.json([1]), lite.ts(new Date(0))]).toEqual(["$1", "$2", "$3"]);
 		expect(lite.values).toEqual(["a", "[1]", "1970-01-01 00:00:00.000 +00:00"]);
+	});
+
+	it("give a list of texts one statement text on PostgreSQL whatever its length (one prepared statement), one placeholder per value on SQLite", () => {
+		const texts = [1, 2, 7].map(n => {
+			const pg = new Params("postgres");
+			const sql = `UPDATE t SET a = ${pg.text("x")} WHERE ${pg.oneOf("id", Array.from({ length: n }, (_, i) => `id${i}`))}`;
+			expect(pg.values).toEqual(["x", Array.from({ length: n }, (_, i) => `id${i}`)]);
+			return sql;
+		});
+		expect(new Set(texts).size).toBe(1);
+		expect(texts[0]).toBe("UPDATE t SET a = CAST($1 AS text) WHERE id = ANY(CAST($2 AS text[]))");
+		const lite = new Params("sqlite");
+		expect(lite.oneOf("id", ["a", "b"])).toBe("id IN ($1, $2)");
+		expect(lite.values).toEqual(["a", "b"]);
 	});
 });
 

@@ -209,7 +209,7 @@ describe("money and lists", () => {
 });
 
 describe("errors", () => {
-	it("count against a callee's health only timeouts, retryable faults and unreachable databases", () => {
+	it("count against a callee's health only timeouts, retryable faults and unreachable databases, not an action not registered there", () => {
 		const cases: [string, unknown, boolean][] = [
 			["timeout", new (Errors.RequestTimeoutError as any)("a.b", "n1"), true],
 			["bulkhead full", new (Errors.QueueIsFullError as any)("a.b", "n1", 1, 1), true],
@@ -222,6 +222,9 @@ describe("errors", () => {
 			["a bad request", Object.assign(new Error("x"), { type: "BAD_REQUEST", code: 500 }), false],
 			["a plain 500 (a bug)", new Errors.MoleculerError("boom", 500), false],
 			["a TypeError", new TypeError("x is undefined"), false],
+			// No handler ran: a node still starting its services, or no node for the action.
+			["not found on a starting node", new Errors.ServiceNotFoundError({ action: "warehouse.reserve", nodeID: "inventory-1" }), false],
+			["no available node", new Errors.ServiceNotAvailableError({ action: "warehouse.reserve" }), false],
 			["a database error from a value", Object.assign(new Error("value out of range"), { name: "SequelizeDatabaseError" }), false],
 		];
 		expect(cases.map(([what, err]) => [what, countsAgainstHealth(err)])).toEqual(cases.map(([what, , counts]) => [what, counts]));

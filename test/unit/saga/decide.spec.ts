@@ -42,6 +42,25 @@ describe("the saga's next move", () => {
 		expect(decide(spec, used, 2)).toEqual({ next: "step", index: 1 });
 	});
 
+	it("with an unreached budget, waits out a callee that is unavailable apart from the step's attempts; a callee no node has fails fast", () => {
+		const patient: SagaSpec = { ...spec, unreachedAttempts: 5 };
+		const unreached = (n: number, epoch = 1) => Array.from({ length: n }, () => f("reserve", "unavailable", epoch));
+		// Four calls found the callee unavailable: more than the step's 3 attempts, still called again.
+		expect(decide(patient, [f("authorize", "done"), ...unreached(4)], 1)).toEqual({ next: "step", index: 1 });
+		// The fifth uses the budget up: the step failed, and only what came before is compensated.
+		expect(decide(patient, [f("authorize", "done"), ...unreached(5)], 1)).toEqual({ next: "compensate", index: 0, plan: [0] });
+		// Calls that reached a node still count against the attempts, whatever the unreached ones.
+		const reached = [f("authorize", "done"), f("reserve", "unknown"), f("reserve", "unavailable"), f("reserve", "unknown")];
+		expect(decide(patient, reached, 1)).toEqual({ next: "step", index: 1 });
+		expect(decide(patient, [...reached, f("reserve", "unknown")], 1)).toEqual({ next: "compensate", index: 1, plan: [1, 0] });
+		// A new drive has a new budget.
+		expect(decide(patient, [f("authorize", "done"), ...unreached(5)], 2)).toEqual({ next: "step", index: 1 });
+		// No node has the action at all: the step's attempts, as before.
+		expect(decide(patient, [f("authorize", "done"), ...Array.from({ length: 3 }, () => f("reserve", "not-sent"))], 1)).toEqual({ next: "compensate", index: 0, plan: [0] });
+		// Without the budget, every call counts against the attempts (the rule above).
+		expect(decide(spec, [f("authorize", "done"), ...unreached(3)], 1)).toEqual({ next: "compensate", index: 0, plan: [0] });
+	});
+
 	it("does not retry a refusal, nor a server error that says a retry will not help", () => {
 		expect(decide(spec, [f("authorize", "refused")], 1)).toEqual({ next: "compensated", failed: 0 });
 		expect(decide(spec, [f("authorize", "done"), f("reserve", "failed")], 1)).toEqual({ next: "compensate", index: 1, plan: [1, 0] });
@@ -116,7 +135,9 @@ describe("the saga's next move", () => {
 describe("the outcome of a call, from Moleculer's error classes", () => {
 	it("says a call never reached a handler when no node has the action, none is available or its queue is full", () => {
 		expect(outcomeOf(new Errors.ServiceNotFoundError({ action: "payments.authorize" }))).toBe("not-sent");
-		expect(outcomeOf(new Errors.ServiceNotAvailableError({ action: "payments.authorize" }))).toBe("not-sent");
+		// Known but down (breaker open, node unavailable), or a node still starting its services.
+		expect(outcomeOf(new Errors.ServiceNotAvailableError({ action: "payments.authorize" }))).toBe("unavailable");
+		expect(outcomeOf(new Errors.ServiceNotFoundError({ action: "warehouse.reserve", nodeID: "inventory-1" }))).toBe("unavailable");
 		expect(outcomeOf(new Errors.QueueIsFullError({ action: "payments.authorize" }))).toBe("not-sent");
 	});
 
