@@ -2,12 +2,12 @@
  * Circuit breakers forget a node's past when the node comes back as a new process.
  *
  * Moleculer's breaker (broker option `circuitBreaker`, moleculer.config.ts) keeps one state per
- * endpoint, keyed `<nodeID>:<action>`, in `broker.CircuitBreakerStore`. When a node is killed its
- * callers' calls time out, and a breaker opens for `halfOpenTime` (10 s). A restarted node keeps
- * its nodeID, so without this middleware its new process inherits the open breakers of the dead
- * one: every call to it is refused as "not available" for up to 10 s, and each checkout in that
- * window is compensated and REJECTED although the node is healthy again (seen in the
- * crash-recovery e2e test, issue 7).
+ * endpoint, keyed `<nodeID>:<action>`, in `broker.CircuitBreakerStore`. When a node's process goes
+ * bad, the faults its callers count (lib/errors.ts countsAgainstHealth: an unreachable database, a
+ * retryable error) open a breaker for `halfOpenTime` (10 s). A restarted node keeps its nodeID, so
+ * without this middleware its new process inherits the open breakers of the old one: every call to
+ * it is refused as "not available" for up to 10 s although it is healthy (the control caller in
+ * test/integration/resilience/breaker-restart.spec.ts shows it).
  *
  * So when a node announces a new process, by a new `instanceID` (restarted before its heartbeat
  * timed out: `$node.updated`) or by coming back after it was marked gone (`$node.connected` with
@@ -19,7 +19,9 @@ import type { Middleware, ServiceBroker } from "moleculer";
 
 /** The part of Moleculer's breaker state this module touches (moleculer/src/middlewares/circuit-breaker.js). */
 interface BreakerItem {
-	ep?: { state?: boolean; node?: { id?: string } };
+	ep?: { id?: string; state?: boolean; node?: { id?: string }; action?: { name?: string } };
+	service?: { fullName?: string };
+	state?: string;
 	cbTimer?: ReturnType<typeof setTimeout> | null;
 }
 
@@ -43,6 +45,15 @@ export function forgetBreakersOf(broker: ServiceBroker, nodeID: string): number 
 		if (item.ep) item.ep.state = true;
 		store.delete(key);
 		dropped++;
+		if (item.state === "close") continue;
+		// What Moleculer's own close does (moleculer/src/middlewares/circuit-breaker.js circuitClose):
+		// its gauges back to 0 (the Grafana breaker panel) and the `$circuit-breaker.closed` event.
+		const labels = { affectedNodeID: item.ep?.id, service: item.service?.fullName, action: item.ep?.action?.name };
+		if (broker.isMetricsEnabled()) {
+			broker.metrics.set("moleculer.circuit-breaker.opened.active", 0, labels);
+			broker.metrics.set("moleculer.circuit-breaker.half-opened.active", 0, labels);
+		}
+		void broker.broadcast("$circuit-breaker.closed", { nodeID: item.ep?.id, service: labels.service, action: labels.action });
 	}
 	return dropped;
 }
@@ -51,7 +62,13 @@ export function forgetBreakersOf(broker: ServiceBroker, nodeID: string): number 
 export const BreakerResetMiddleware = {
 	name: "BreakerReset",
 	started(this: unknown, broker: ServiceBroker) {
+		// Nodes met while this broker connected announced themselves before this hook ran: their
+		// current processes are taken from the registry (adversary finding: a caller started after
+		// its callee never noticed the callee's first restart).
 		const instances = new Map<string, string | undefined>();
+		for (const node of (broker.registry as unknown as { nodes: { toArray(): { id: string; instanceID?: string; local?: boolean }[] } }).nodes.toArray()) {
+			if (!node.local) instances.set(node.id, node.instanceID);
+		}
 		const seen = (e: NodeEvent, restarted: boolean) => {
 			const id = e.node?.id;
 			if (!id || e.node?.local) return;

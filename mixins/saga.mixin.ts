@@ -196,8 +196,9 @@ export interface SagaOptions {
  * 200 ms … up to 2 s (callStep): about 9 s in all, within the 10 s after which the broker gives up
  * on a silent node (heartbeatTimeout, moleculer.config.ts). A checkout placed while a node
  * restarts waits for it (the client gets 202 PENDING past CHECKOUT_WAIT_MS) instead of being
- * compensated and REJECTED; calls that reached a node still count against the step's retries, and a service no node has
- * at all still fails fast (PAYMENT_UNAVAILABLE at once when payments is down).
+ * compensated and REJECTED; calls that reached a node still count against the step's retries. A callee whose nodes all left
+ * looks the same (Moleculer keeps the action, with no endpoint): it costs those 9 s before the
+ * step fails. An action no node ever announced still fails fast (docs/LIMITS.md).
  */
 export const UNREACHED_ATTEMPTS = 9;
 
