@@ -12,7 +12,7 @@
  *
  * Usage: node bin/run-tests.mjs [--only build,typecheck,lint,stack,promconfig,promrules,promtest,unit,integration,fuzz,e2e] [--skip ...]
  * Environment: CI=true makes a missing docker CLI or promtool a failure (otherwise those checks are
- * skipped with a notice); TEST_TIER_TIMEOUT_S bounds each step (default 600 s).
+ * skipped with a notice); TEST_TIER_TIMEOUT_S bounds each step (default 900 s: the e2e tier takes about 10 min on a 2-core machine).
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -24,7 +24,7 @@ import { fileURLToPath } from "node:url";
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const BIN = join(ROOT, "node_modules", ".bin");
 const CI = /^(1|true|yes)$/i.test(process.env.CI ?? "");
-const STEP_TIMEOUT_MS = Number(process.env.TEST_TIER_TIMEOUT_S ?? 600) * 1000;
+const STEP_TIMEOUT_MS = Number(process.env.TEST_TIER_TIMEOUT_S ?? 900) * 1000;
 // Once jest has written its results it should exit; if open handles keep it alive, we stop waiting.
 const EXIT_GRACE_MS = 15_000;
 
