@@ -357,11 +357,11 @@ async function main(): Promise<void> {
 		};
 
 		/** Runs a phase with all meters around it; `load` returns the latencies and outcomes it saw. */
-		const measure = async (name: string, load: () => Promise<{ latencies: number[]; statuses: Record<string, number>; elapsedS: number }>) => {
+		const measure = async (name: string, load: () => Promise<{ latencies: number[]; statuses: Record<string, number>; elapsedS: number; timeline?: unknown[] }>) => {
 			console.log(`phase ${name}...`);
 			const before = await snapshot();
 			const stopCpu = cpuMeter();
-			const { latencies, statuses, elapsedS } = await load();
+			const { latencies, statuses, elapsedS, timeline } = await load();
 			await sleep(DRAIN_S * 1000);
 			const cpu = stopCpu();
 			await sleep(600); // pg_stat_database is flushed by backends at most once a second
@@ -404,6 +404,7 @@ async function main(): Promise<void> {
 				natsMessagesPerCheckout: per(after.natsMessages === null || before.natsMessages === null ? null : after.natsMessages - before.natsMessages),
 				brokerCallsPerCheckoutByAction: byAction,
 				statementsByQuery,
+				...(timeline ? { latencyBySecond: timeline } : {}),
 			};
 			console.log(JSON.stringify(result));
 			return result;
@@ -433,20 +434,29 @@ async function main(): Promise<void> {
 			const total = Math.round(rate * seconds);
 			const t0 = performance.now();
 			const inFlight: Promise<void>[] = [];
+			// Latencies by the second of their intended send time: shows whether a tail is spread out
+			// or one stall (a checkpoint, a pause) that every request of a second waited on.
+			const bySecond: number[][] = Array.from({ length: Math.ceil(seconds) }, () => []);
 			for (let i = 0; i < total; i++) {
 				const intended = t0 + (i * 1000) / rate;
 				const wait = intended - performance.now();
 				if (wait > 1) await sleep(wait);
 				inFlight.push(
 					checkout(i).then(status => {
-						latencies.push(performance.now() - intended);
+						const ms = performance.now() - intended;
+						latencies.push(ms);
+						bySecond[Math.floor(i / rate)]?.push(ms);
 						statuses[status] = (statuses[status] ?? 0) + 1;
 					}),
 				);
 			}
 			await Promise.all(inFlight);
+			const timeline = bySecond.map((l, second) => {
+				const sorted = [...l].sort((a, b) => a - b);
+				return { second, requests: l.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: percentile(sorted, 100) };
+			});
 			// From the first send to the last answer: below the offered rate when the system fell behind.
-			return { latencies, statuses, elapsedS: (performance.now() - t0) / 1000 };
+			return { latencies, statuses, elapsedS: (performance.now() - t0) / 1000, timeline };
 		};
 
 		// What the cluster costs doing nothing (timers, heartbeats, polls): background work that every

@@ -122,8 +122,9 @@ const DATABASE_GONE = /terminating connection|connection terminated|the database
 
 /**
  * The circuit breaker's `check` (moleculer.config.ts): does this failure say something about the
- * callee's health? (A remote call's own timeout does not get here: Moleculer's Timeout middleware
- * wraps the breaker, docs/LIMITS.md; a RequestTimeoutError the callee passes on does.) Only these count: a call that timed out, a callee that says itself that a
+ * callee's health? (A remote call's own timeout gets here through RemoteCallDeadlineMiddleware,
+ * lib/graceful.ts, 250 ms after the caller had it: Moleculer's Timeout middleware wraps the
+ * breaker.) Only these count: a call that timed out, a callee that says itself that a
  * retry elsewhere or later makes sense (MoleculerRetryableError: its bulkhead is full, a
  * dependency of it is unavailable, the transporter failed) and a callee whose database cannot be
  * reached. Never a client error (any 4xx, a validation error, anything named a bad request) and

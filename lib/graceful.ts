@@ -9,7 +9,8 @@
  *     stopped) the caller gets its RequestTimeoutError, but the inner promise — the pending
  *     request in the transit — never settles. The context stays tracked and the pending request
  *     stays in memory for ever; after fault runs idle nodes counted 45–85 of them and every stop
- *     waited the full timeout. `RemoteCallDeadline` forgets such a call once its caller gave up.
+ *     waited the full timeout. `RemoteCallDeadline` forgets such a call once its caller gave up,
+ *     and settles it as timed out so that the circuit breaker counts it.
  *  2. A gateway that keeps taking requests. moleculer-web closes its server only after the
  *     broker has waited for the running contexts, so under load new requests keep arriving and
  *     the wait never ends. `drainGatewayOnStop` closes the listening socket first, answers any
@@ -17,16 +18,24 @@
  *     asks in-flight answers to close their connection.
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
-import type { Context, Middleware, ServiceBroker } from "moleculer";
+import { type Context, Errors, type Middleware, type ServiceBroker } from "moleculer";
 
 /** A little after the caller's own timeout: the call is abandoned only once the caller has its answer. */
 const RELEASE_GRACE_MS = 250;
 
 /**
  * Moleculer middleware: a remote call still unanswered a little after its timeout is abandoned —
- * its pending request is dropped from the transit and its context from the tracked ones. Nothing
- * is thrown: the caller already has its RequestTimeoutError from the Timeout middleware, and the
- * circuit breaker (which sits inside that middleware too) sees exactly what it saw before.
+ * its pending request is dropped from the transit and its context from the tracked ones — and
+ * the inner call settles with a RequestTimeoutError (HTTP 504, type REQUEST_TIMEOUT).
+ *
+ * The caller already has its own RequestTimeoutError from Moleculer's Timeout middleware, which
+ * sits outside this one and outside the circuit breaker (service-broker.js INTERNAL_MIDDLEWARES:
+ * CircuitBreaker, then Timeout; user middlewares are innermost). This later rejection reaches only
+ * the breaker, which counts it against the callee's endpoint (lib/errors.ts `countsAgainstHealth`:
+ * timeouts count). Without it the abandoned promise never settled and a hung callee — paused,
+ * stuck on a lock, its process frozen — was never isolated by its breaker: every call to it waited
+ * the full timeout until its heartbeat expired, even with a healthy replica beside it (issue 7).
+ * A call whose node has been replaced by a new process meanwhile is not counted against it.
  */
 export const RemoteCallDeadlineMiddleware: Middleware = {
 	name: "RemoteCallDeadline",
@@ -35,14 +44,37 @@ export const RemoteCallDeadlineMiddleware: Middleware = {
 			const p = next(ctx);
 			const timeout = Number(ctx.options?.timeout ?? 0);
 			if (!(timeout > 0)) return p;
-			const timer = setTimeout(() => abandon(ctx), timeout + RELEASE_GRACE_MS);
-			timer.unref();
-			const done = () => clearTimeout(timer);
-			p.then(done, done);
-			return p;
+			const sentTo = instanceOf(ctx);
+			return new Promise((resolve, reject) => {
+				const timer = setTimeout(() => {
+					abandon(ctx);
+					const err = new Errors.RequestTimeoutError({ action: ctx.action?.name ?? "", nodeID: ctx.nodeID ?? "" });
+					// Sent to a process that has since been replaced (same nodeID, new instanceID): its
+					// silence says nothing about the new one, whose breaker lib/breaker.ts just reset.
+					// Marked as another node's error, which Moleculer's breaker does not count.
+					if (instanceOf(ctx) !== sentTo) (err as { nodeID?: string }).nodeID = `${ctx.nodeID}@${sentTo}`;
+					reject(err);
+				}, timeout + RELEASE_GRACE_MS);
+				timer.unref();
+				p.then(
+					value => {
+						clearTimeout(timer);
+						resolve(value);
+					},
+					err => {
+						clearTimeout(timer);
+						reject(err);
+					},
+				);
+			});
 		};
 	},
 } as Middleware;
+
+/** The instanceID (one per process) of the node a remote call went to, as the registry knows it now. */
+function instanceOf(ctx: Context): string | undefined {
+	return ctx.nodeID ? (ctx.broker.registry as unknown as { nodes: { get(id: string): { instanceID?: string } | undefined } }).nodes.get(ctx.nodeID)?.instanceID : undefined;
+}
 
 /** Forgets a remote call: its pending request (so an answer arriving later is ignored) and its tracked context. */
 function abandon(ctx: Context): void {
