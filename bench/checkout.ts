@@ -346,7 +346,7 @@ async function main(): Promise<void> {
 		let seq = 0;
 
 		// The load generator shares the machine's two cores with the system it measures, so it is
-		// kept light: node:http over kept-alive connections (a quarter to a third of fetch's CPU per request
+		// kept light: node:http over kept-alive connections (a quarter to two fifths of fetch's CPU per request
 		// here); its own CPU per checkout is reported beside the system's (benchClientCpuMsPerCheckout).
 		const agent = new HttpAgent({ keepAlive: true, maxSockets: CONCURRENCY + RATE });
 		const gatewayPort = Number(new URL(cluster.baseUrl).port);
