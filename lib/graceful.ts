@@ -35,7 +35,8 @@ const RELEASE_GRACE_MS = 250;
  * timeouts count). Without it the abandoned promise never settled and a hung callee — paused,
  * stuck on a lock, its process frozen — was never isolated by its breaker: every call to it waited
  * the full timeout until its heartbeat expired, even with a healthy replica beside it (issue 7).
- * A call whose node has been replaced by a new process meanwhile is not counted against it.
+ * Only timeouts that are the callee's fault count (see notTheCalleesFault): not a call to a process
+ * since replaced, not a call given less than the action's usual time, not the only replica.
  */
 export const RemoteCallDeadlineMiddleware: Middleware = {
 	name: "RemoteCallDeadline",
@@ -49,10 +50,10 @@ export const RemoteCallDeadlineMiddleware: Middleware = {
 				const timer = setTimeout(() => {
 					abandon(ctx);
 					const err = new Errors.RequestTimeoutError({ action: ctx.action?.name ?? "", nodeID: ctx.nodeID ?? "" });
-					// Sent to a process that has since been replaced (same nodeID, new instanceID): its
-					// silence says nothing about the new one, whose breaker lib/breaker.ts just reset.
-					// Marked as another node's error, which Moleculer's breaker does not count.
-					if (instanceOf(ctx) !== sentTo) (err as { nodeID?: string }).nodeID = `${ctx.nodeID}@${sentTo}`;
+					// A timeout that is not the callee's fault is marked as another node's error, which
+					// Moleculer's breaker does not count (whatever its `check`).
+					const notCounted = notTheCalleesFault(ctx, timeout, sentTo);
+					if (notCounted) (err as { nodeID?: string }).nodeID = `${ctx.nodeID} (${notCounted})`;
 					reject(err);
 				}, timeout + RELEASE_GRACE_MS);
 				timer.unref();
@@ -70,6 +71,29 @@ export const RemoteCallDeadlineMiddleware: Middleware = {
 		};
 	},
 } as Middleware;
+
+/**
+ * Why a remote call's timeout must not count against its callee's breaker, or null when it must.
+ * The breaker closes the callee's action for every caller on this node, so only the callee's own
+ * fault may count (issue 7, adversary/breaker-slow-callee.spec.ts):
+ *  - "replaced": the call went to a process that has since been replaced (same nodeID, new
+ *    instanceID); its silence says nothing about the new one, whose breaker lib/breaker.ts reset;
+ *  - "caller's budget": the call had less time than the action is given by default (a per-call
+ *    timeout shorter than the action's or the broker's, a nested call's remaining distributed
+ *    budget) — an impatient caller must not close a healthy slow action for patient ones;
+ *  - "only replica": no other node has the action available. Opening the breaker would isolate
+ *    nothing and only refuse: a stall of a few seconds would become the breaker's half-open time
+ *    (10 s) of refusals, longer than the saga waits out an unavailable step (~9 s).
+ */
+function notTheCalleesFault(ctx: Context, timeout: number, sentTo: string | undefined): string | null {
+	if (instanceOf(ctx) !== sentTo) return `replaced ${sentTo}`;
+	const expected = Number((ctx.action as { timeout?: number } | undefined)?.timeout ?? ctx.broker.options.requestTimeout ?? 0);
+	if (timeout < expected) return "caller's budget";
+	const name = ctx.action?.name;
+	const endpoints = name ? (ctx.broker.registry.getActionEndpoints(name) as unknown as { endpoints: { id: string; isAvailable: boolean }[] } | undefined) : undefined;
+	if (!endpoints?.endpoints.some(ep => ep.id !== ctx.nodeID && ep.isAvailable)) return "only replica";
+	return null;
+}
 
 /** The instanceID (one per process) of the node a remote call went to, as the registry knows it now. */
 function instanceOf(ctx: Context): string | undefined {
