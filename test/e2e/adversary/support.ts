@@ -165,7 +165,15 @@ export async function checkInvariants(cluster: TestCluster, admin: string, skus:
 
 	// Invariants 1, 2.
 	for (const [sku, before] of Object.entries(skus)) {
-		const after = (await cluster.http("GET", `/api/v1/admin/inventory/${sku}`, { token: admin })).body.warehouses as any[];
+		// Read until the warehouse answers: right after a node's pause or restart the gateway may still
+		// answer 503/504 for it, which is not a stock figure.
+		let after: any[] = [];
+		await cluster.waitUntil(async () => {
+			const res = await cluster.http("GET", `/api/v1/admin/inventory/${sku}`, { token: admin });
+			if (res.status !== 200) process.stdout.write(`[adv] stock of ${sku}: ${res.status} ${JSON.stringify(res.body).slice(0, 200)}\n`);
+			after = res.status === 200 ? res.body.warehouses : undefined;
+			return Array.isArray(after);
+		}, 60_000, `the stock of ${sku}`);
 		for (const w of after) if (!(w.onHand >= w.reserved && w.reserved >= 0)) violations.push(`${sku}@${w.warehouseId} onHand ${w.onHand} reserved ${w.reserved}`);
 		const reserved = after.reduce((n, w) => n + w.reserved, 0);
 		const open = orders.some(o => !TERMINAL.includes(o.status));
