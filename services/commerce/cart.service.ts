@@ -34,6 +34,14 @@ const migrations: Migration[] = [
 			});
 		},
 	},
+	{
+		// When the line's quantity last changed: the clear on confirmation keeps a line the customer
+		// changed after the order was confirmed (issue 7 adversary F3). Null on lines from before.
+		name: "002-cart-changed-at",
+		async up(qi, T) {
+			await qi.addColumn("cart_items", "changed_at", { type: T.DATE(3), allowNull: true });
+		},
+	},
 	...inboxMigrations,
 ];
 
@@ -55,7 +63,7 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 			models: s => ({
 				Item: s.define(
 					"CartItem",
-					{ customer_id: { type: DataTypes.STRING(36), primaryKey: true }, product_id: { type: DataTypes.STRING(36), primaryKey: true }, quantity: DataTypes.INTEGER, added_at: DataTypes.DATE(3) },
+					{ customer_id: { type: DataTypes.STRING(36), primaryKey: true }, product_id: { type: DataTypes.STRING(36), primaryKey: true }, quantity: DataTypes.INTEGER, added_at: DataTypes.DATE(3), changed_at: DataTypes.DATE(3) },
 					{ tableName: "cart_items", timestamps: false },
 				),
 			}),
@@ -120,7 +128,7 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 				if (ctx.params.quantity > 0) await this.checkWithinLimit(ctx, customerId, ctx.params.productId, () => ctx.params.quantity);
 				if (ctx.params.quantity === 0) await this.models.Item.destroy({ where });
 				else {
-					const [n] = await this.models.Item.update({ quantity: ctx.params.quantity }, { where });
+					const [n] = await this.models.Item.update({ quantity: ctx.params.quantity, changed_at: new Date() }, { where });
 					if (!n) throw new NotFoundError("Cart item", "CART_ITEM_NOT_FOUND");
 				}
 				return this.view(ctx, customerId);
@@ -167,13 +175,14 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 	subscriptions: {
 		/**
 		 * The cart empties once the customer's order is confirmed (lib/cart/confirmation.ts): of the
-		 * lines put in no later than the confirmation, so a late or repeated event never takes away
-		 * what the customer added since.
+		 * lines put in or last changed no later than the confirmation, so a late or repeated event
+		 * never takes away what the customer added or changed since.
 		 */
 		"orders.order.confirmed": {
 			// One statement with the inbox claim (mixins/consumer.mixin.ts): this runs once per checkout.
 			parts(this: Svc, e: DomainEvent<"orders.order.confirmed">, p: Params): Part[] {
-				return [{ name: "removed", sql: `DELETE FROM cart_items WHERE customer_id = ${p.text(e.customerId)} AND added_at <= ${p.ts(new Date(e.occurredAt))} AND {guard} RETURNING product_id` }];
+				// lib/cart/confirmation.ts clearedBy: a line last changed after the confirmation stays.
+				return [{ name: "removed", sql: `DELETE FROM cart_items WHERE customer_id = ${p.text(e.customerId)} AND COALESCE(changed_at, added_at) <= ${p.ts(new Date(e.occurredAt))} AND {guard} RETURNING product_id` }];
 			},
 			// An order placed without the cart changed nothing: no cache to clean.
 			committed(this: Svc, e: DomainEvent<"orders.order.confirmed">, rows: Record<string, any[]>) {
@@ -190,7 +199,7 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 		async addQuantity(this: Svc, t: Transaction, customerId: string, product: string, quantity: number): Promise<boolean> {
 			const where = { customer_id: customerId, product_id: product };
 			const [n] = await this.models.Item.update(
-				{ quantity: this.sequelize.literal(`quantity + ${Math.trunc(quantity)}`) },
+				{ quantity: this.sequelize.literal(`quantity + ${Math.trunc(quantity)}`), changed_at: new Date() },
 				{ where: { ...where, quantity: { [Op.lte]: MAX_QUANTITY - quantity } }, transaction: t },
 			);
 			if (n) return true;
@@ -202,7 +211,8 @@ const CartService: ServiceSchema<any, any, any, Svc> = {
 			if ((await this.models.Item.count({ where: { customer_id: customerId }, transaction: t })) >= MAX_LINES) {
 				throw new ConflictError(`A cart holds at most ${MAX_LINES} different products`, "CART_FULL");
 			}
-			await this.models.Item.create({ ...where, quantity, added_at: new Date() }, { transaction: t });
+			const now = new Date();
+			await this.models.Item.create({ ...where, quantity, added_at: now, changed_at: now }, { transaction: t });
 			return true;
 		},
 

@@ -19,12 +19,15 @@ function ordersStandIn(): ServiceSchema {
 		mixins: [DbMixin({ name: "cartordersfake", migrations: [...outboxMigrations], models: () => ({}) }), OutboxMixin],
 		actions: {
 			confirm: {
-				params: { orderId: "string", customerId: "string", productIds: { type: "array", items: "string" } },
+				params: { orderId: "string", customerId: "string", productIds: { type: "array", items: "string" }, holdMs: "number|optional" },
 				handler(this: any, ctx: any) {
 					const items = ctx.params.productIds.map((productId: string) => ({ productId, sku: `SKU-${productId}`, quantity: 1 }));
-					return this.transaction((t: Transaction) =>
-						this.recordEvent(t, "orders.order.confirmed", { orderId: ctx.params.orderId, customerId: ctx.params.customerId, status: "CONFIRMED", items, total: { amount: 1, currency: "USD" } }),
-					);
+					return this.transaction(async (t: Transaction) => {
+						const event = await this.recordEvent(t, "orders.order.confirmed", { orderId: ctx.params.orderId, customerId: ctx.params.customerId, status: "CONFIRMED", items, total: { amount: 1, currency: "USD" } });
+						// The confirmation's time is taken; its commit (and delivery) comes later.
+						if (ctx.params.holdMs) await new Promise(r => setTimeout(r, ctx.params.holdMs));
+						return event;
+					});
 				},
 			},
 		},
@@ -233,6 +236,19 @@ describe.each([
 		await waitFor(async () => ((await http("GET", "/api/v1/cart", { token: c.token })).body.itemCount === 0 ? true : undefined));
 		expect((await http("GET", "/api/v1/cart", { token: c.token })).body).toEqual(EMPTY);
 		expect((await http("GET", "/api/v1/cart", { token: other.token })).body).toEqual({ items: [line(mug, 1), line(lamp, 2)], subtotal: usd(1250 + 9998), itemCount: 3 });
+	});
+
+	it("keeps a line whose quantity the customer changed after the confirmation; clears the others", async () => {
+		const c = fresh();
+		await http("POST", "/api/v1/cart/items", { token: c.token, body: { productId: mug.id, quantity: 1 } });
+		await http("POST", "/api/v1/cart/items", { token: c.token, body: { productId: lamp.id, quantity: 2 } });
+		// Confirmed now, delivered only after the customer raised the mug to 3.
+		const confirmed = broker.call("cartordersfake.confirm", { orderId: `order-late-${c.id}`, customerId: c.id, productIds: [mug.id, lamp.id], holdMs: 400 });
+		await new Promise(r => setTimeout(r, 100));
+		expect((await http("PATCH", `/api/v1/cart/items/${mug.id}`, { token: c.token, body: { quantity: 3 } })).status).toBe(200);
+		await confirmed;
+		await waitFor(async () => ((await http("GET", "/api/v1/cart", { token: c.token })).body.itemCount === 3 ? true : undefined));
+		expect((await http("GET", "/api/v1/cart", { token: c.token })).body).toEqual({ items: [line(mug, 3)], subtotal: usd(3 * 1250), itemCount: 3 });
 	});
 
 	it("serves checkout its lines and clears a cart for another service", async () => {

@@ -12,7 +12,11 @@ const iso = (minute: number) => new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOS
 
 describe("cart consumer", () => {
 	it("clears the same lines whatever the order, duplication and concurrency of confirmations", () => {
-		const lines = fc.uniqueArray(fc.record({ productId: fc.constantFrom(...PRODUCTS), addedAt: fc.integer({ min: 0, max: 60 }).map(iso) }), { selector: l => l.productId, maxLength: 4 });
+		// A line put in at some minute, its quantity perhaps changed some minutes later.
+		const line = fc
+			.record({ productId: fc.constantFrom(...PRODUCTS), added: fc.integer({ min: 0, max: 60 }), changed: fc.option(fc.integer({ min: 0, max: 30 }), { nil: undefined }) })
+			.map(({ productId, added, changed }): CartLineStamp => (changed === undefined ? { productId, addedAt: iso(added) } : { productId, addedAt: iso(added), changedAt: iso(added + changed) }));
+		const lines = fc.uniqueArray(line, { selector: l => l.productId, maxLength: 4 });
 		const confirmations = fc.array(fc.record({ at: fc.integer({ min: 0, max: 60 }).map(iso) }), { minLength: 1, maxLength: 4 });
 		fc.assert(
 			fc.property(lines, confirmations.chain(cs => fc.tuple(fc.constant(cs), deliveries(cs))), (initial, [cs, d]) => {
@@ -23,7 +27,7 @@ describe("cart consumer", () => {
 				const expected = inOrder(model, cs);
 				expect(delivered(model, d)).toEqual(expected);
 				// What stays is exactly what no confirmation covers.
-				expect(expected).toEqual(initial.filter(l => !cs.some(c => l.addedAt <= c.at)));
+				expect(expected).toEqual(initial.filter(l => !cs.some(c => (l.changedAt ?? l.addedAt) <= c.at)));
 			}),
 			{ numRuns: 300 },
 		);
@@ -32,5 +36,10 @@ describe("cart consumer", () => {
 	it("keeps a product added after the order was confirmed", () => {
 		expect(clearedBy({ productId: "p1", addedAt: iso(5) }, { at: iso(4) })).toBe(false);
 		expect(clearedBy({ productId: "p1", addedAt: iso(4) }, { at: iso(4) })).toBe(true);
+	});
+
+	it("keeps a line whose quantity changed after the order was confirmed, clears one changed before", () => {
+		expect(clearedBy({ productId: "p1", addedAt: iso(1), changedAt: iso(5) }, { at: iso(4) })).toBe(false);
+		expect(clearedBy({ productId: "p1", addedAt: iso(1), changedAt: iso(3) }, { at: iso(4) })).toBe(true);
 	});
 });
