@@ -7,12 +7,25 @@
  * placed around the pause ends CONFIRMED.
  */
 import { SHOP_NODES, TestCluster } from "../support/harness";
+import { ADDRESS } from "./support";
 
 jest.setTimeout(300_000);
 
 const cluster = new TestCluster(SHOP_NODES, { AUTH_RATE_LIMIT_MAX: "10000", RATE_LIMIT_MAX: "1000000" });
-const ADDRESS = { line1: "1 Main St", city: "Springfield", postalCode: "12345", country: "US" };
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+/** Places one checkout and follows a 202 PENDING answer until the order leaves PENDING (90 s at most). */
+async function checkout(customer: any, key: string, body: unknown) {
+	const answer = await cluster.http("POST", "/api/v1/orders", { token: customer.accessToken, body, headers: { "idempotency-key": key } });
+	let order = answer.body;
+	const deadline = Date.now() + 90_000;
+	while (order?.status === "PENDING" && Date.now() < deadline) {
+		await sleep(250);
+		const res = await cluster.http("GET", `/api/v1/orders/${answer.body.id}`, { token: customer.accessToken });
+		if (res.status === 200) order = res.body;
+	}
+	return { answer, order };
+}
 
 beforeAll(async () => {
 	await cluster.start();
@@ -30,14 +43,7 @@ it("a 4 s pause of the only inventory node: every checkout placed around it ends
 	const t0 = Date.now();
 	const place = async (customer: any, key: string, at: number) => {
 		await sleep(Math.max(0, t0 + at - Date.now()));
-		const answer = await cluster.http("POST", "/api/v1/orders", { token: customer.accessToken, body, headers: { "idempotency-key": key } });
-		let order = answer.body;
-		const deadline = Date.now() + 90_000;
-		while (order?.status === "PENDING" && Date.now() < deadline) {
-			await sleep(250);
-			const res = await cluster.http("GET", `/api/v1/orders/${answer.body.id}`, { token: customer.accessToken });
-			if (res.status === 200) order = res.body;
-		}
+		const { answer, order } = await checkout(customer, key, body);
 		return `${key}@${at}: ${answer.status} after ${answer.ms} ms, ended at ${Date.now() - t0} ms ${order?.status ?? ""} ${order?.failureReason ?? order?.type ?? ""}`.trim();
 	};
 	cluster.signal("inventory", "SIGSTOP");
@@ -62,14 +68,7 @@ it("continuous checkouts with a 4 s pause of the only inventory node in the midd
 	const loop = async (customer: any, c: number) => {
 		for (let i = 0; Date.now() - t0 < 7000; i++) {
 			const at = Date.now() - t0;
-			const answer = await cluster.http("POST", "/api/v1/orders", { token: customer.accessToken, body: { ...body, items: [{ productId: products[(c + i) % products.length].id, quantity: 1 }] }, headers: { "idempotency-key": `loop-${c}-${i}` } });
-			let order = answer.body;
-			const deadline = Date.now() + 90_000;
-			while (order?.status === "PENDING" && Date.now() < deadline) {
-				await sleep(250);
-				const res = await cluster.http("GET", `/api/v1/orders/${answer.body.id}`, { token: customer.accessToken });
-				if (res.status === 200) order = res.body;
-			}
+			const { answer, order } = await checkout(customer, `loop-${c}-${i}`, { ...body, items: [{ productId: products[(c + i) % products.length].id, quantity: 1 }] });
 			results.push({ at, status: `${answer.status} ${order?.status ?? ""} ${order?.failureReason ?? order?.type ?? ""} ended ${Date.now() - t0}` });
 		}
 	};
