@@ -7,6 +7,7 @@ import type { BrokerOptions } from "moleculer";
 import { config } from "./config";
 import { BreakerResetMiddleware } from "./lib/breaker";
 import { countsAgainstHealth, isSafeToRetry } from "./lib/errors";
+import { FaultHangMiddleware } from "./lib/faults";
 import { RemoteCallDeadlineMiddleware } from "./lib/graceful";
 import { BusinessMetricsMiddleware, CombinedPrometheusReporter, collectProcessMetrics } from "./lib/metrics";
 import { natsAuthOptions, natsServers } from "./lib/nats-options";
@@ -53,12 +54,16 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
 		// Timeouts are not retried here: the call may have taken effect, so only callers holding an
 		// idempotency key retry them.
 		retryPolicy: { enabled: true, retries: 2, delay: 100, maxDelay: 1000, factor: 2, check: isSafeToRetry },
-		// Trip a node's action when half its calls in a 60 s window fail in a way that says the
+		// Trip a node's action when half its calls in a 10 s window fail in a way that says the
 		// callee is unhealthy — timed out, overloaded, its database unreachable — after at least 10
-		// calls; try one call again after 10 s. Client errors and plain 500s never count, so no
+		// calls; try one call again after 10 s. The window is Hystrix's default rolling window (10 s).
+		// Moleculer's window is fixed (all counts reset every windowTime): with 60 s, a replica that
+		// hung after a busy minute needed as many timeouts as it had answered before it was isolated,
+		// so half the checkouts waited a step timeout for up to a minute; now at most 10 s plus the
+		// step's timeout (test/e2e/adversary/inventory-hung-replica.spec.ts). Client errors and plain 500s never count, so no
 		// client can open it for everyone (lib/errors.ts countsAgainstHealth). Must be enabled here:
 		// the failure window only runs when the broker-level breaker is on.
-		circuitBreaker: { enabled: true, threshold: 0.5, minRequestCount: 10, windowTime: 60, halfOpenTime: 10_000, check: countsAgainstHealth },
+		circuitBreaker: { enabled: true, threshold: 0.5, minRequestCount: 10, windowTime: 10, halfOpenTime: 10_000, check: countsAgainstHealth },
 		// At most 64 concurrent calls per action on a node, 1000 queued; past that callers get a
 		// fast QueueIsFullError (retryable on another node) rather than unbounded latency.
 		bulkhead: { enabled: true, concurrency: 64, maxQueueSize: 1000 },
@@ -100,6 +105,8 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
 			RemoteCallDeadlineMiddleware,
 			RemoteCacheMiddleware,
 			BreakerResetMiddleware,
+			// Test-only `hang:` fault points (lib/faults.ts); never in the chain otherwise.
+			...(c.TEST_FAULTS || c.TEST_FAULTS_FILE ? [FaultHangMiddleware] : []),
 		],
 		...overrides,
 	};

@@ -22,7 +22,7 @@
  */
 import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";
-import type { Context, Service, ServiceSchema } from "moleculer";
+import type { CallingOptions, Context, Service, ServiceBroker, ServiceSchema } from "moleculer";
 import { Counter } from "prom-client";
 import { config } from "../config";
 import { SYSTEM_USER } from "../lib/access";
@@ -142,6 +142,28 @@ export class LeaseLost extends Error {
 	}
 }
 
+/** After a call of `key` timed out, the node it went to (RequestTimeoutError's `nodeID`); any other outcome forgets it. */
+function rememberTimeout(d: Drive, key: string, err: unknown): void {
+	const e = err as { type?: string; data?: { nodeID?: string } };
+	if (e?.type === "REQUEST_TIMEOUT" && e.data?.nodeID) (d.timedOutOn ??= new Map()).set(key, e.data.nodeID);
+	else d.timedOutOn?.delete(key);
+}
+
+/**
+ * A node other than `avoid` with `action` available (its breaker not open), chosen at random, or
+ * undefined when there is none or nothing to avoid (then the broker's strategy picks). A saga's
+ * retry after a timeout goes there: with two replicas and one hung, the round robin sends about
+ * every other retry back to the hung one, and a step that timed out three times was compensated —
+ * checkouts REJECTED while a healthy replica stood by, until the hung one's breaker opened
+ * (test/e2e/adversary/inventory-hung-replica.spec.ts).
+ */
+export function otherReplica(broker: ServiceBroker, action: string, avoid: string | undefined): string | undefined {
+	if (!avoid) return undefined;
+	const list = broker.registry.getActionEndpoints(action) as unknown as { endpoints: { id: string; isAvailable: boolean }[] } | undefined;
+	const others = list?.endpoints.filter(ep => ep.id !== avoid && ep.isAvailable) ?? [];
+	return others.length ? others[Math.floor(Math.random() * others.length)].id : undefined;
+}
+
 const errorInfo = (err: any): ErrorInfo => ({ message: String(err?.message ?? err).slice(0, 500), code: typeof err?.code === "number" ? err.code : null, type: err?.type ?? null });
 
 interface Entry extends LogEntry {
@@ -163,6 +185,8 @@ interface Drive {
 	failure: Failure | null;
 	attempts: number;
 	ctx: Context;
+	/** By `phase:step`: the node whose call last timed out, which this drive's next attempt avoids (otherReplica). */
+	timedOutOn?: Map<string, string>;
 }
 
 /** What stopped the saga, and the compensations it then planned (step names, last first). */
@@ -300,11 +324,12 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 				await this.ensureLease(d, step.timeout);
 				faultPoint(`saga.${d.def.name}.before:${step.name}`);
 				try {
-					const result = await d.ctx.call(step.action, { ...step.params(d.data), idempotencyKey: `${d.id}:${step.name}` }, { timeout: step.timeout, retries: 0 });
+					const result = await d.ctx.call(step.action, { ...step.params(d.data), idempotencyKey: `${d.id}:${step.name}` }, this.stepCallOptions(d, `forward:${step.name}`, step.action, step.timeout));
 					if (step.onResult) d.data = step.onResult(d.data, result);
 					this.note(d, step.name, "forward", "done", null);
 				} catch (err) {
 					if (err instanceof LeaseLost) throw err;
+					rememberTimeout(d, `forward:${step.name}`, err);
 					const outcome = outcomeOf(err);
 					this.note(d, step.name, "forward", outcome, errorInfo(err));
 					this.logger.warn(`Saga ${d.def.name} step ${step.name}: ${outcome}`, { sagaId: d.id, orderId: d.data?.orderId, err: (err as Error)?.message });
@@ -321,9 +346,10 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 				await this.ensureLease(d, comp.timeout);
 				faultPoint(`saga.${d.def.name}.compensate.before:${step.name}`);
 				try {
-					await d.ctx.call(comp.action, { ...comp.params(d.data), idempotencyKey: `${d.id}:${step.name}:compensate`, stepKey: `${d.id}:${step.name}` }, { timeout: comp.timeout, retries: 0 });
+					await d.ctx.call(comp.action, { ...comp.params(d.data), idempotencyKey: `${d.id}:${step.name}:compensate`, stepKey: `${d.id}:${step.name}` }, this.stepCallOptions(d, `compensate:${step.name}`, comp.action, comp.timeout));
 				} catch (err) {
 					if (err instanceof LeaseLost) throw err;
+					rememberTimeout(d, `compensate:${step.name}`, err);
 					this.note(d, step.name, "compensate", outcomeOf(err), errorInfo(err));
 					this.logger.warn(`Saga ${d.def.name} compensation of ${step.name} failed; will retry`, { sagaId: d.id, orderId: d.data?.orderId, err: (err as Error)?.message });
 					// Each failed attempt is written (it renews the lease): operators see why a saga is slow.
@@ -333,6 +359,16 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 				this.note(d, step.name, "compensate", "done", null);
 				await this.transition(d, {});
 				faultPoint(`saga.${d.def.name}.compensate.after:${step.name}`);
+			},
+
+			/**
+			 * Options of a step's or compensation's call: its timeout (ms), no broker retry (the saga
+			 * retries with the same key), and, after a timeout on one node, another node that has the
+			 * action available (otherReplica) — the strategy alone may pick the hung one again.
+			 */
+			stepCallOptions(this: Svc, d: Drive, key: string, action: string, timeout: number): CallingOptions {
+				const nodeID = otherReplica(this.broker, action, d.timedOutOn?.get(key));
+				return nodeID ? { timeout, retries: 0, nodeID } : { timeout, retries: 0 };
 			},
 
 			note(this: Svc, d: Drive, step: string, phase: "forward" | "compensate", outcome: Outcome, detail: unknown) {

@@ -7,6 +7,12 @@ declare module "../node_modules/moleculer/src/service" {
 		auth?: AuthRule;
 		/** Admin roles, any one of which is enough (superadmin has them all). */
 		roles?: string[];
+		/**
+		 * The action's own timeout (ms), the default of every call that gives none. Moleculer 0.15
+		 * honours it (its Timeout middleware reads `action.timeout`; the registry sends it to remote
+		 * callers) but its typings leave it out. lib/command-timeouts.ts.
+		 */
+		timeout?: number;
 		/** Augmentation must repeat the type parameter; this marks it used. */
 		readonly __thisType?: TThis;
 	}

@@ -32,6 +32,7 @@ import { type Command, IdempotencyMixin, type IdempotencyMethods, idempotencyMig
 import { type OutboxEvent, OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
 import { type SagaDefinition, SagaMixin, type Settlement, sagaMigrations } from "../../mixins/saga.mixin";
 import { ADDRESS_RULES } from "../../lib/address";
+import { sagaCall } from "../../lib/command-timeouts";
 import { OrderStateMixin, orderStateColumns, orderStateMigrations, orderStateView } from "./order-state.mixin";
 
 const migrations: Migration[] = [
@@ -117,31 +118,31 @@ interface CheckoutData {
 type CancelData = Pick<CheckoutData, "orderId" | "customerId" | "total" | "items">;
 
 /**
- * Call timeouts sit above what each callee may take: the provider answers tok_slow after 2 s
- * (authorize); the others are one statement. Retries reuse the step's key, so a call that timed
- * out and a retry take effect once.
+ * Each step and compensation is called with the time its callee declares (lib/command-timeouts.ts
+ * `sagaCall`), so a timeout there counts against the callee's breaker and a hung replica is
+ * isolated. Retries reuse the step's key, so a call that timed out and a retry take effect once.
  */
-const checkout: SagaDefinition<CheckoutData> = {
+export const checkout: SagaDefinition<CheckoutData> = {
 	name: "checkout",
 	steps: [
-		{ name: "authorize", action: "payments.authorize", params: d => ({ orderId: d.orderId, amount: d.total, paymentToken: d.paymentToken }), timeout: 5000, retries: 2, onResult: (d, r) => ({ ...d, payment: { status: r.status }, ...(r.paymentId && r.providerRef ? { authorized: { id: r.paymentId, providerRef: r.providerRef } } : {}) }), compensate: { action: "payments.void", params: d => ({ orderId: d.orderId }), timeout: 5000 } },
-		{ name: "reserve", action: "warehouse.reserve", params: d => ({ orderId: d.orderId, lines: d.lines }), timeout: 3000, retries: 2, onResult: (d, r) => ({ ...d, allocations: r.allocations }), compensate: { action: "warehouse.release", params: d => ({ orderId: d.orderId }), timeout: 3000 } },
-		{ name: "fulfill", action: "fulfillment.create", params: d => ({ orderId: d.orderId, allocations: d.allocations, shippingAddress: d.shippingAddress, shippingMethod: d.shippingMethod }), timeout: 3000, retries: 2, onResult: (d, r) => ({ ...d, fulfillments: r.fulfillments }), compensate: { action: "fulfillment.cancel", params: d => ({ orderId: d.orderId }), timeout: 3000 } },
-		{ name: "capture", action: "payments.capture", params: d => ({ orderId: d.orderId, ...(d.authorized ? { payment: { ...d.authorized, amount: d.total } } : {}) }), timeout: 5000, retries: 2, onResult: (d, r) => ({ ...d, payment: { status: r.status } }), compensate: { action: "payments.refund", params: d => ({ orderId: d.orderId }), timeout: 5000 } },
-		{ name: "commit", action: "warehouse.commit", params: d => ({ orderId: d.orderId }), timeout: 3000, retries: 3 },
+		{ name: "authorize", ...sagaCall("payments.authorize"), params: d => ({ orderId: d.orderId, amount: d.total, paymentToken: d.paymentToken }), retries: 2, onResult: (d, r) => ({ ...d, payment: { status: r.status }, ...(r.paymentId && r.providerRef ? { authorized: { id: r.paymentId, providerRef: r.providerRef } } : {}) }), compensate: { ...sagaCall("payments.void"), params: d => ({ orderId: d.orderId }) } },
+		{ name: "reserve", ...sagaCall("warehouse.reserve"), params: d => ({ orderId: d.orderId, lines: d.lines }), retries: 2, onResult: (d, r) => ({ ...d, allocations: r.allocations }), compensate: { ...sagaCall("warehouse.release"), params: d => ({ orderId: d.orderId }) } },
+		{ name: "fulfill", ...sagaCall("fulfillment.create"), params: d => ({ orderId: d.orderId, allocations: d.allocations, shippingAddress: d.shippingAddress, shippingMethod: d.shippingMethod }), retries: 2, onResult: (d, r) => ({ ...d, fulfillments: r.fulfillments }), compensate: { ...sagaCall("fulfillment.cancel"), params: d => ({ orderId: d.orderId }) } },
+		{ name: "capture", ...sagaCall("payments.capture"), params: d => ({ orderId: d.orderId, ...(d.authorized ? { payment: { ...d.authorized, amount: d.total } } : {}) }), retries: 2, onResult: (d, r) => ({ ...d, payment: { status: r.status } }), compensate: { ...sagaCall("payments.refund"), params: d => ({ orderId: d.orderId }) } },
+		{ name: "commit", ...sagaCall("warehouse.commit"), params: d => ({ orderId: d.orderId }), retries: 3 },
 	],
 	completed: (svc: Svc, d, s) => svc.finalParts(s, d, "CONFIRMED", null, "orders.order.confirmed", "PENDING"),
 	compensated: (svc: Svc, d, s) => svc.finalParts(s, d, "REJECTED", failureReason(s.failure?.step ?? "unknown", s.failure?.error ?? {}), "orders.order.rejected", "PENDING"),
 };
 
 /** Cancelling a confirmed order: every step is idempotent and must happen; a step that keeps failing parks the saga and is retried. */
-const cancellation: SagaDefinition<CancelData> = {
+export const cancellation: SagaDefinition<CancelData> = {
 	name: "cancel",
 	forwardOnly: true,
 	steps: [
-		{ name: "void", action: "payments.void", params: d => ({ orderId: d.orderId }), timeout: 5000, retries: 5 },
-		{ name: "refund", action: "payments.refund", params: d => ({ orderId: d.orderId }), timeout: 5000, retries: 5 },
-		{ name: "release", action: "warehouse.release", params: d => ({ orderId: d.orderId }), timeout: 3000, retries: 5 },
+		{ name: "void", ...sagaCall("payments.void"), params: d => ({ orderId: d.orderId }), retries: 5 },
+		{ name: "refund", ...sagaCall("payments.refund"), params: d => ({ orderId: d.orderId }), retries: 5 },
+		{ name: "release", ...sagaCall("warehouse.release"), params: d => ({ orderId: d.orderId }), retries: 5 },
 	],
 	completed: (svc: Svc, d, s) => [
 		...svc.finalParts(s, d, "CANCELLED", null, "orders.order.cancelled", "CONFIRMED"),

@@ -28,6 +28,7 @@ import { AccessMixin } from "../../mixins/access.mixin";
 import { DbMixin, type DbMethods, type Migration } from "../../mixins/db.mixin";
 import { IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
+import { COMMAND_TIMEOUT_MS } from "../../lib/command-timeouts";
 
 const migrations: Migration[] = [
 	{
@@ -154,6 +155,7 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 	actions: {
 		/** Saga step 1: holds the total on the card. A decline is stored as the key's answer (402) with a FAILED payment. */
 		authorize: {
+			timeout: COMMAND_TIMEOUT_MS["payments.authorize"],
 			params: { orderId, amount: money, paymentToken: "string|min:1|max:100", idempotencyKey: key },
 			handler(this: Svc, ctx: Context<{ orderId: string; amount: Money; paymentToken: string; idempotencyKey: string }>) {
 				const { idempotencyKey, ...request } = ctx.params;
@@ -210,6 +212,7 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 		 * and a repeat of the key gets the stored answer. `payment` is not part of the key's request.
 		 */
 		capture: {
+			timeout: COMMAND_TIMEOUT_MS["payments.capture"],
 			params: {
 				orderId,
 				idempotencyKey: key,
@@ -274,6 +277,7 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 
 		/** Voids the order's open authorisations (saga compensation of authorize); nothing to void is not an error. */
 		void: {
+			timeout: COMMAND_TIMEOUT_MS["payments.void"],
 			params: { orderId, idempotencyKey: key, stepKey },
 			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string; stepKey?: string }>) {
 				const { idempotencyKey, stepKey: fenced, ...request } = ctx.params;
@@ -308,6 +312,7 @@ const PaymentsService: ServiceSchema<any, any, any, Svc> = {
 
 		/** Refunds captured money of the order (all of it unless `amount`); never more than captured. */
 		refund: {
+			timeout: COMMAND_TIMEOUT_MS["payments.refund"],
 			params: { orderId, amount: `${ORDER_AMOUNT_RULE}|optional`, idempotencyKey: key, stepKey },
 			async handler(this: Svc, ctx: Context<{ orderId: string; amount?: number; idempotencyKey: string; stepKey?: string }>) {
 				const { idempotencyKey, stepKey: fenced, ...request } = ctx.params;

@@ -23,6 +23,7 @@ import type { Params, Runner } from "../../lib/db/sql";
 import { DbMixin, type DbMethods, type Migration, jsonColumn } from "../../mixins/db.mixin";
 import { IdempotencyMixin, type IdempotencyMethods, idempotencyMigrations } from "../../mixins/idempotency.mixin";
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
+import { COMMAND_TIMEOUT_MS } from "../../lib/command-timeouts";
 
 const migrations: Migration[] = [
 	{
@@ -155,6 +156,7 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 	actions: {
 		/** Saga step 3: one fulfillment per warehouse of the order's allocations. */
 		create: {
+			timeout: COMMAND_TIMEOUT_MS["fulfillment.create"],
 			params: {
 				orderId: "string|min:1|max:36",
 				allocations: { type: "array", min: 1, max: 500, items: { type: "object", props: { warehouseId: "string|min:1|max:36", sku: "string|min:1|max:64", quantity: "number|integer|min:1" } } },
@@ -170,6 +172,7 @@ const FulfillmentService: ServiceSchema<any, any, any, Svc> = {
 
 		/** Cancels every fulfillment of the order, or none once one has shipped (409 NOT_CANCELLABLE). Compensation of create, and cancellation. */
 		cancel: {
+			timeout: COMMAND_TIMEOUT_MS["fulfillment.cancel"],
 			params: { orderId: "string|min:1|max:36", idempotencyKey: "string|min:1|max:255", stepKey: "string|min:1|max:255|optional" },
 			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string; stepKey?: string }>) {
 				const { idempotencyKey, stepKey, ...request } = ctx.params;

@@ -27,6 +27,7 @@ import { type Command, IdempotencyMixin, type IdempotencyMethods, idempotencyMig
 import { OutboxMixin, type OutboxMethods, outboxMigrations } from "../../mixins/outbox.mixin";
 import { WarehouseAdminMixin } from "./warehouse-admin.mixin";
 import { DEFAULT_CACHE_TTL_S } from "../../lib/cache";
+import { COMMAND_TIMEOUT_MS } from "../../lib/command-timeouts";
 
 const migrations: Migration[] = [
 	{
@@ -170,6 +171,7 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 	actions: {
 		/** Saga step 2: all lines or none (409 OUT_OF_STOCK, which takes no effect); the reservation expires after `reservationTtlMs`. */
 		reserve: {
+			timeout: COMMAND_TIMEOUT_MS["warehouse.reserve"],
 			params: { orderId, lines: { type: "array", min: 1, max: 100, items: { type: "object", strict: true, props: { sku: "string|min:1|max:64", quantity: "number|integer|min:1|max:1000" } } }, idempotencyKey: key },
 			handler(this: Svc, ctx: Context<{ orderId: string; lines: Line[]; idempotencyKey: string }>) {
 				const { idempotencyKey, ...request } = ctx.params;
@@ -179,6 +181,7 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 
 		/** Compensation of reserve, and cancellation: held stock becomes available again, committed stock goes back on the shelf. */
 		release: {
+			timeout: COMMAND_TIMEOUT_MS["warehouse.release"],
 			params: { orderId, idempotencyKey: key, stepKey: "string|min:1|max:255|optional" },
 			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string; stepKey?: string }>) {
 				const { idempotencyKey, stepKey, ...request } = ctx.params;
@@ -201,6 +204,7 @@ const WarehouseService: ServiceSchema<any, any, any, Svc> = {
 
 		/** Saga step 5: held stock leaves the shelf (onHand and reserved both drop). 409 NO_RESERVATION once released or expired. */
 		commit: {
+			timeout: COMMAND_TIMEOUT_MS["warehouse.commit"],
 			params: { orderId, idempotencyKey: key },
 			handler(this: Svc, ctx: Context<{ orderId: string; idempotencyKey: string }>) {
 				const { idempotencyKey, ...request } = ctx.params;

@@ -80,7 +80,9 @@ export interface CheckoutOutcome {
 
 /**
  * A client that checks out with an Idempotency-Key and retries the same key after errors (network
- * error, 409 in flight, 5xx) until it has an order; 202 is polled with GET until terminal.
+ * error, 409 in flight, 429, 5xx) until it has an order: the first 201 or 202 answer ends it, and
+ * `order` is that answer as sent (a 202's order is still PENDING; `untilTerminal` follows it, and
+ * checkInvariants waits for every order to end). Another 4xx ends it without an order.
  */
 export async function checkoutWithRetries(cluster: TestCluster, token: string, key: string, body: unknown, deadlineMs = 120_000): Promise<CheckoutOutcome> {
 	const out: CheckoutOutcome = { key, token, attempts: [], order: null };
@@ -101,6 +103,17 @@ export async function checkoutWithRetries(cluster: TestCluster, token: string, k
 		await new Promise(r => setTimeout(r, 300 + Math.random() * 400));
 	}
 	return out;
+}
+
+/** Follows an order with GET until it leaves PENDING (or `deadlineMs` passes): the order as last read. */
+export async function untilTerminal(cluster: TestCluster, token: string, order: any, deadlineMs = 120_000): Promise<any> {
+	const end = Date.now() + deadlineMs;
+	while (order?.status === "PENDING" && Date.now() < end) {
+		await new Promise(r => setTimeout(r, 100));
+		const res = await cluster.http("GET", `/api/v1/orders/${order.id}`, { token });
+		if (res.status === 200) order = res.body;
+	}
+	return order;
 }
 
 export async function allPages(cluster: TestCluster, path: string, token: string): Promise<any[]> {

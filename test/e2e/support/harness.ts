@@ -221,7 +221,16 @@ export class TestCluster {
 		if (!node) throw new Error(`no node ${name}`);
 		if (env) node.spec = { ...node.spec, env: { ...node.spec.env, ...env } };
 		await this.spawnNode(node.spec);
-		const current = this.nodes.get(name)!;
+		await this.waitStarted(name, timeoutMs);
+	}
+
+	/**
+	 * Waits until the node reports every service started (bin/start.ts), then half a second for its
+	 * INFO to reach the other nodes (so they call it). Returns at once if the process exited.
+	 */
+	async waitStarted(name: string, timeoutMs = 60_000): Promise<void> {
+		const current = this.nodes.get(name);
+		if (!current) throw new Error(`no node ${name}`);
 		await this.waitUntil(async () => current.started || current.child.exitCode !== null, timeoutMs, `${name} started`);
 		if (current.started) await new Promise(r => setTimeout(r, 500));
 	}
