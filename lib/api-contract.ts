@@ -158,7 +158,7 @@ export const CONTRACT: Record<string, OperationContract> = {
 	},
 	"orders.list": { summary: "My orders, newest first", status: 200, schema: page("Order") },
 	"orders.get": { summary: "One order", status: 200, schema: ref("Order") },
-	"orders.cancel": { summary: "Cancel an order (voids or refunds the payment)", status: 200, schema: ref("Order") },
+	"orders.cancel": { summary: "Cancel an order (voids or refunds the payment, releases the stock): 200 once CANCELLED; 409 NOT_CANCELLABLE once shipped, 409 CANCELLATION_IN_PROGRESS while the cancellation still runs (repeat the request)", status: 200, schema: ref("Order") },
 	"orders.adminList": { summary: "All orders", status: 200, schema: page("Order") },
 	"payments.list": { summary: "Payments", status: 200, schema: page("Payment") },
 	"payments.adminRefund": { summary: "Refund a captured payment (all or part)", status: 200, schema: ref("Payment") },

@@ -37,40 +37,52 @@ const RELEASE_GRACE_MS = 250;
  * the full timeout until its heartbeat expired, even with a healthy replica beside it (issue 7).
  * Only timeouts that are the callee's fault count (see notTheCalleesFault): not a call to a process
  * since replaced, not a call given less than the action's usual time, not the only replica.
+ *
+ * A node's calls to its own services (Moleculer prefers the local endpoint) are settled for the
+ * breaker the same way, so a local service that hangs beside a healthy replica elsewhere — its own
+ * database stuck, say — stops being preferred once its breaker opens (adversary finding: a commerce
+ * node's sagas kept calling their own hung payments first, 5 s lost per step for the whole hang).
+ * A local handler keeps running (nothing can stop it) and its context stays tracked. Incoming
+ * requests from other nodes are left alone: their caller judges them.
  */
 export const RemoteCallDeadlineMiddleware: Middleware = {
 	name: "RemoteCallDeadline",
 	remoteAction(next: (ctx: Context) => Promise<unknown>) {
-		return (ctx: Context) => {
-			const p = next(ctx);
-			const timeout = Number(ctx.options?.timeout ?? 0);
-			if (!(timeout > 0)) return p;
-			const sentTo = instanceOf(ctx);
-			return new Promise((resolve, reject) => {
-				const timer = setTimeout(() => {
-					abandon(ctx);
-					const err = new Errors.RequestTimeoutError({ action: ctx.action?.name ?? "", nodeID: ctx.nodeID ?? "" });
-					// A timeout that is not the callee's fault is marked as another node's error, which
-					// Moleculer's breaker does not count (whatever its `check`).
-					const notCounted = notTheCalleesFault(ctx, timeout, sentTo);
-					if (notCounted) (err as { nodeID?: string }).nodeID = `${ctx.nodeID} (${notCounted})`;
-					reject(err);
-				}, timeout + RELEASE_GRACE_MS);
-				timer.unref();
-				p.then(
-					value => {
-						clearTimeout(timer);
-						resolve(value);
-					},
-					err => {
-						clearTimeout(timer);
-						reject(err);
-					},
-				);
-			});
-		};
+		return (ctx: Context) => settleForBreaker(ctx, next(ctx), true);
+	},
+	localAction(next: (ctx: Context) => Promise<unknown>) {
+		return (ctx: Context) => (ctx.nodeID === ctx.broker.nodeID ? settleForBreaker(ctx, next(ctx), false) : next(ctx));
 	},
 } as Middleware;
+
+/** `p`, or a RequestTimeoutError RELEASE_GRACE_MS after the call's timeout (marked not counted when not the callee's fault); `remote`: also forget the call (abandon). */
+function settleForBreaker(ctx: Context, p: Promise<unknown>, remote: boolean): Promise<unknown> {
+	const timeout = Number(ctx.options?.timeout ?? 0);
+	if (!(timeout > 0)) return p;
+	const sentTo = instanceOf(ctx);
+	return new Promise((resolve, reject) => {
+		const timer = setTimeout(() => {
+			if (remote) abandon(ctx);
+			const err = new Errors.RequestTimeoutError({ action: ctx.action?.name ?? "", nodeID: ctx.nodeID ?? "" });
+			// A timeout that is not the callee's fault is marked as another node's error, which
+			// Moleculer's breaker does not count (whatever its `check`).
+			const notCounted = notTheCalleesFault(ctx, timeout, sentTo);
+			if (notCounted) (err as { nodeID?: string }).nodeID = `${ctx.nodeID} (${notCounted})`;
+			reject(err);
+		}, timeout + RELEASE_GRACE_MS);
+		timer.unref();
+		p.then(
+			value => {
+				clearTimeout(timer);
+				resolve(value);
+			},
+			err => {
+				clearTimeout(timer);
+				reject(err);
+			},
+		);
+	});
+}
 
 /**
  * Why a remote call's timeout must not count against its callee's breaker, or null when it must.

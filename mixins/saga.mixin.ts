@@ -142,20 +142,53 @@ export class LeaseLost extends Error {
 	}
 }
 
-/** After a call of `key` timed out, the node it went to (RequestTimeoutError's `nodeID`); any other outcome forgets it. */
-function rememberTimeout(d: Drive, key: string, err: unknown): void {
-	const e = err as { type?: string; data?: { nodeID?: string } };
-	if (e?.type === "REQUEST_TIMEOUT" && e.data?.nodeID) (d.timedOutOn ??= new Map()).set(key, e.data.nodeID);
-	else d.timedOutOn?.delete(key);
+/** How long (ms) a node whose saga call timed out is avoided for that action by this node's sagas: the breaker's half-open time. */
+const SUSPECT_MS = 10_000;
+
+/**
+ * A node whose saga call of an action timed out: this node's sagas avoid it until `until` (epoch
+ * ms); then one call, the probe, goes to it while the others still avoid it. The probe's success (or
+ * any answer but a timeout) clears the suspicion; its timeout renews it. Without the probe, every
+ * saga in flight went back to a still-hung node the moment the suspicion ran out.
+ */
+export interface Suspect {
+	nodeID: string;
+	until: number;
+	probing: boolean;
+}
+
+/** Where a saga call goes: to `nodeID` when set (avoiding a suspect, or probing it), else where the strategy picks. */
+interface Route {
+	nodeID?: string;
+	/** This call probes the suspect of its action. */
+	probe: boolean;
+}
+
+/** Where this node's next saga call of `action` goes, given what timed out before (see Suspect). */
+export function routeFor(broker: ServiceBroker, suspects: Map<string, Suspect>, action: string): Route {
+	const s = suspects.get(action);
+	if (!s) return { probe: false };
+	if (s.until <= Date.now() && !s.probing) {
+		s.probing = true;
+		return { nodeID: s.nodeID, probe: true };
+	}
+	return { nodeID: otherReplica(broker, action, s.nodeID), probe: false };
+}
+
+/** What a saga call's outcome says about its action's suspect: a timeout (re)suspects the node it went to; the probe's other outcomes clear it. */
+export function learn(suspects: Map<string, Suspect>, action: string, route: Route, err: unknown): void {
+	const e = err as { type?: string; data?: { nodeID?: string } } | undefined;
+	if (e?.type === "REQUEST_TIMEOUT" && e.data?.nodeID) suspects.set(action, { nodeID: e.data.nodeID, until: Date.now() + SUSPECT_MS, probing: false });
+	else if (route.probe) suspects.delete(action);
 }
 
 /**
  * A node other than `avoid` with `action` available (its breaker not open), chosen at random, or
- * undefined when there is none or nothing to avoid (then the broker's strategy picks). A saga's
- * retry after a timeout goes there: with two replicas and one hung, the round robin sends about
- * every other retry back to the hung one, and a step that timed out three times was compensated —
- * checkouts REJECTED while a healthy replica stood by, until the hung one's breaker opened
- * (test/e2e/adversary/inventory-hung-replica.spec.ts).
+ * undefined when there is none or nothing to avoid (then the broker's strategy picks). Saga calls
+ * of an action that just timed out on a node go there: with two replicas and one hung, the round
+ * robin sent about every other retry back to the hung one, and a step that timed out three times
+ * was compensated — checkouts REJECTED while a healthy replica stood by, until the hung one's
+ * breaker opened (test/e2e/adversary/inventory-hung-replica.spec.ts).
  */
 export function otherReplica(broker: ServiceBroker, action: string, avoid: string | undefined): string | undefined {
 	if (!avoid) return undefined;
@@ -185,8 +218,6 @@ interface Drive {
 	failure: Failure | null;
 	attempts: number;
 	ctx: Context;
-	/** By `phase:step`: the node whose call last timed out, which this drive's next attempt avoids (otherReplica). */
-	timedOutOn?: Map<string, string>;
 }
 
 /** What stopped the saga, and the compensations it then planned (step names, last first). */
@@ -324,12 +355,11 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 				await this.ensureLease(d, step.timeout);
 				faultPoint(`saga.${d.def.name}.before:${step.name}`);
 				try {
-					const result = await d.ctx.call(step.action, { ...step.params(d.data), idempotencyKey: `${d.id}:${step.name}` }, this.stepCallOptions(d, `forward:${step.name}`, step.action, step.timeout));
+					const result = await this.callCommand(d.ctx, step.action, { ...step.params(d.data), idempotencyKey: `${d.id}:${step.name}` }, step.timeout);
 					if (step.onResult) d.data = step.onResult(d.data, result);
 					this.note(d, step.name, "forward", "done", null);
 				} catch (err) {
 					if (err instanceof LeaseLost) throw err;
-					rememberTimeout(d, `forward:${step.name}`, err);
 					const outcome = outcomeOf(err);
 					this.note(d, step.name, "forward", outcome, errorInfo(err));
 					this.logger.warn(`Saga ${d.def.name} step ${step.name}: ${outcome}`, { sagaId: d.id, orderId: d.data?.orderId, err: (err as Error)?.message });
@@ -346,10 +376,9 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 				await this.ensureLease(d, comp.timeout);
 				faultPoint(`saga.${d.def.name}.compensate.before:${step.name}`);
 				try {
-					await d.ctx.call(comp.action, { ...comp.params(d.data), idempotencyKey: `${d.id}:${step.name}:compensate`, stepKey: `${d.id}:${step.name}` }, this.stepCallOptions(d, `compensate:${step.name}`, comp.action, comp.timeout));
+					await this.callCommand(d.ctx, comp.action, { ...comp.params(d.data), idempotencyKey: `${d.id}:${step.name}:compensate`, stepKey: `${d.id}:${step.name}` }, comp.timeout);
 				} catch (err) {
 					if (err instanceof LeaseLost) throw err;
-					rememberTimeout(d, `compensate:${step.name}`, err);
 					this.note(d, step.name, "compensate", outcomeOf(err), errorInfo(err));
 					this.logger.warn(`Saga ${d.def.name} compensation of ${step.name} failed; will retry`, { sagaId: d.id, orderId: d.data?.orderId, err: (err as Error)?.message });
 					// Each failed attempt is written (it renews the lease): operators see why a saga is slow.
@@ -362,13 +391,26 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 			},
 
 			/**
-			 * Options of a step's or compensation's call: its timeout (ms), no broker retry (the saga
-			 * retries with the same key), and, after a timeout on one node, another node that has the
-			 * action available (otherReplica) — the strategy alone may pick the hung one again.
+			 * Calls a step or compensation: with its timeout (ms), no broker retry (the saga retries
+			 * with the same key), and routed around a node whose saga call of this action timed out
+			 * in the last SUSPECT_MS, when another node has it available (routeFor, otherReplica).
+			 * The strategy alone may pick the hung node again, and Moleculer prefers a node's own
+			 * services: a commerce node whose own payments hung sent every saga's first call there,
+			 * and its breaker needs 10 timeouts in 10 s, which a few clients waiting 5 s each never
+			 * reach (adversary, test/e2e/adversary/commerce-hung-payments.spec.ts). Throws what the
+			 * call throws.
 			 */
-			stepCallOptions(this: Svc, d: Drive, key: string, action: string, timeout: number): CallingOptions {
-				const nodeID = otherReplica(this.broker, action, d.timedOutOn?.get(key));
-				return nodeID ? { timeout, retries: 0, nodeID } : { timeout, retries: 0 };
+			async callCommand(this: Svc, ctx: Context, action: string, params: Record<string, unknown>, timeout: number): Promise<unknown> {
+				const route = routeFor(this.broker, this._sagaSuspects, action);
+				const opts: CallingOptions = route.nodeID ? { timeout, retries: 0, nodeID: route.nodeID } : { timeout, retries: 0 };
+				try {
+					const result = await ctx.call(action, params, opts);
+					learn(this._sagaSuspects, action, route, undefined);
+					return result;
+				} catch (err) {
+					learn(this._sagaSuspects, action, route, err);
+					throw err;
+				}
 			},
 
 			note(this: Svc, d: Drive, step: string, phase: "forward" | "compensate", outcome: Outcome, detail: unknown) {
@@ -630,6 +672,7 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 		created(this: Svc) {
 			this.sagaOwner = `${this.broker.nodeID}:${hostname()}:${process.pid}`;
 			this._sagaWaiters = new Map<string, Waiter>();
+			this._sagaSuspects = new Map<string, Suspect>();
 			// lib/metrics.ts fills the saga_instances gauge from the saga tables of such services when scraped.
 			this.$ownsSagas = true;
 		},

@@ -117,3 +117,51 @@ test("control, stock Moleculer: without the middleware the breaker never hears o
 	expect(timeouts).toBeGreaterThanOrEqual(8);
 	expect(after.filter(r => r.outcome === "bhc-healthy").length).toBe(20 - timeouts);
 });
+
+describe("a node's own hung service, with a healthy replica elsewhere", () => {
+	// Moleculer prefers the local endpoint (registry preferLocal): a node whose own service hangs
+	// kept calling it first, every call waiting the full timeout (adversary finding: a commerce
+	// node's sagas and its own hung payments). Its local calls are settled for the breaker too.
+	const local: ServiceBroker[] = [];
+	const hold: (() => void)[] = [];
+
+	beforeAll(async () => {
+		const base = brokerOptions({ logger: false });
+		const withHungLedger = new Broker({ ...base, nodeID: "bhl-caller", requestTimeout: TIMEOUT_MS, circuitBreaker: { ...base.circuitBreaker, ...breaker } });
+		withHungLedger.createService({ name: "ledger", actions: { post: () => new Promise(resolve => hold.push(() => resolve({ node: "bhl-caller" }))) } });
+		const healthy = new Broker({ ...base, nodeID: "bhl-healthy" });
+		healthy.createService({ name: "ledger", actions: { post: () => ({ node: "bhl-healthy" }) } });
+		local.push(withHungLedger, healthy);
+		await Promise.all(local.map(b => b.start()));
+		const deadline = Date.now() + 10_000;
+		while ((withHungLedger.registry.getActionEndpoints("ledger.post")?.count() ?? 0) < 2 && Date.now() < deadline) await new Promise(r => setTimeout(r, 50));
+		expect(withHungLedger.registry.getActionEndpoints("ledger.post")!.count()).toBe(2);
+	});
+
+	afterAll(async () => {
+		for (const h of hold) h();
+		await Promise.all(local.map(b => b.stop()));
+	});
+
+	/** One call to ledger.post from the node that hosts the hung one. */
+	async function post(): Promise<string> {
+		try {
+			return ((await local[0].call("ledger.post", {}, { retries: 0 })) as { node: string }).node;
+		} catch (err: any) {
+			return err instanceof Errors.RequestTimeoutError ? "timeout" : `error ${err.type ?? err.name}`;
+		}
+	}
+
+	test("its local calls time out until its own endpoint's breaker opens; then the remote replica takes every call", async () => {
+		const first: string[] = [];
+		for (let i = 0; i < breaker.minRequestCount; i++) {
+			first.push(await post());
+			await new Promise(r => setTimeout(r, 300));
+		}
+		// Preferred while healthy-looking: every one of these went to the hung local endpoint.
+		expect(first).toEqual(Array(breaker.minRequestCount).fill("timeout"));
+		const after: string[] = [];
+		for (let i = 0; i < 20; i++) after.push(await post());
+		expect(after).toEqual(Array(20).fill("bhl-healthy"));
+	});
+});
