@@ -38,31 +38,28 @@ const RELEASE_GRACE_MS = 250;
  * Only timeouts that are the callee's fault count (see notTheCalleesFault): not a call to a process
  * since replaced, not a call given less than the action's usual time, not the only replica.
  *
- * A node's calls to its own services (Moleculer prefers the local endpoint) are settled for the
- * breaker the same way, so a local service that hangs beside a healthy replica elsewhere — its own
- * database stuck, say — stops being preferred once its breaker opens (adversary finding: a commerce
- * node's sagas kept calling their own hung payments first, 5 s lost per step for the whole hang).
- * A local handler keeps running (nothing can stop it) and its context stays tracked. Incoming
- * requests from other nodes are left alone: their caller judges them.
+ * Only remote calls: a node's calls to its own services are left to Moleculer. Settling them early
+ * (tried in f8bc058, so that a local service that hangs stops being preferred) let the handler run
+ * on untracked and outside its bulkhead slot, and a stall shared by two replicas opened both local
+ * breakers, refusing the action cluster-wide for 10 s after it ended (adversary,
+ * test/integration/adversary/local-settle.spec.ts, shared-stall-breakers.spec.ts). The sagas route
+ * around a hung local service themselves (mixins/saga.mixin.ts routeFor).
  */
 export const RemoteCallDeadlineMiddleware: Middleware = {
 	name: "RemoteCallDeadline",
 	remoteAction(next: (ctx: Context) => Promise<unknown>) {
-		return (ctx: Context) => settleForBreaker(ctx, next(ctx), true);
-	},
-	localAction(next: (ctx: Context) => Promise<unknown>) {
-		return (ctx: Context) => (ctx.nodeID === ctx.broker.nodeID ? settleForBreaker(ctx, next(ctx), false) : next(ctx));
+		return (ctx: Context) => settleForBreaker(ctx, next(ctx));
 	},
 } as Middleware;
 
-/** `p`, or a RequestTimeoutError RELEASE_GRACE_MS after the call's timeout (marked not counted when not the callee's fault); `remote`: also forget the call (abandon). */
-function settleForBreaker(ctx: Context, p: Promise<unknown>, remote: boolean): Promise<unknown> {
+/** `p`, or a RequestTimeoutError RELEASE_GRACE_MS after the call's timeout (marked not counted when not the callee's fault), the call forgotten (abandon). */
+function settleForBreaker(ctx: Context, p: Promise<unknown>): Promise<unknown> {
 	const timeout = Number(ctx.options?.timeout ?? 0);
 	if (!(timeout > 0)) return p;
 	const sentTo = instanceOf(ctx);
 	return new Promise((resolve, reject) => {
 		const timer = setTimeout(() => {
-			if (remote) abandon(ctx);
+			abandon(ctx);
 			const err = new Errors.RequestTimeoutError({ action: ctx.action?.name ?? "", nodeID: ctx.nodeID ?? "" });
 			// A timeout that is not the callee's fault is marked as another node's error, which
 			// Moleculer's breaker does not count (whatever its `check`).

@@ -146,54 +146,66 @@ export class LeaseLost extends Error {
 const SUSPECT_MS = 10_000;
 
 /**
- * A node whose saga call of an action timed out: this node's sagas avoid it until `until` (epoch
- * ms); then one call, the probe, goes to it while the others still avoid it. The probe's success (or
- * any answer but a timeout) clears the suspicion; its timeout renews it. Without the probe, every
- * saga in flight went back to a still-hung node the moment the suspicion ran out.
+ * A node whose saga call of an action timed out: this node's sagas avoid it for that action until
+ * `until` (epoch ms); then one call, the probe, goes to it while the others still avoid it. The
+ * probe's answer (anything but a timeout) clears that node's suspicion, its timeout renews it.
+ * Without the probe, every saga in flight went back to a still-hung node the moment the suspicion
+ * ran out. Kept per action and node: a second node timing out does not end the first one's
+ * suspicion, nor does one node's probe clear another's (adversary).
  */
 export interface Suspect {
-	nodeID: string;
 	until: number;
 	probing: boolean;
 }
 
-/** Where a saga call goes: to `nodeID` when set (avoiding a suspect, or probing it), else where the strategy picks. */
+/** By action, the suspected nodes (nodeID → Suspect). */
+export type Suspects = Map<string, Map<string, Suspect>>;
+
+/** Where a saga call goes: to `nodeID` when set (avoiding the suspects, or probing one), else where the strategy picks. */
 interface Route {
 	nodeID?: string;
-	/** This call probes the suspect of its action. */
+	/** This call probes the suspect `nodeID`. */
 	probe: boolean;
 }
 
 /** Where this node's next saga call of `action` goes, given what timed out before (see Suspect). */
-export function routeFor(broker: ServiceBroker, suspects: Map<string, Suspect>, action: string): Route {
-	const s = suspects.get(action);
-	if (!s) return { probe: false };
-	if (s.until <= Date.now() && !s.probing) {
-		s.probing = true;
-		return { nodeID: s.nodeID, probe: true };
+export function routeFor(broker: ServiceBroker, suspects: Suspects, action: string): Route {
+	const nodes = suspects.get(action);
+	if (!nodes?.size) return { probe: false };
+	const now = Date.now();
+	for (const [nodeID, s] of nodes) {
+		if (s.until <= now && !s.probing) {
+			s.probing = true;
+			return { nodeID, probe: true };
+		}
 	}
-	return { nodeID: otherReplica(broker, action, s.nodeID), probe: false };
+	return { nodeID: otherReplica(broker, action, new Set(nodes.keys())), probe: false };
 }
 
-/** What a saga call's outcome says about its action's suspect: a timeout (re)suspects the node it went to; the probe's other outcomes clear it. */
-export function learn(suspects: Map<string, Suspect>, action: string, route: Route, err: unknown): void {
+/** What a saga call's outcome says: a timeout (re)suspects the node it went to; the probe's other outcomes clear the probed node. */
+export function learn(suspects: Suspects, action: string, route: Route, err: unknown): void {
 	const e = err as { type?: string; data?: { nodeID?: string } } | undefined;
-	if (e?.type === "REQUEST_TIMEOUT" && e.data?.nodeID) suspects.set(action, { nodeID: e.data.nodeID, until: Date.now() + SUSPECT_MS, probing: false });
-	else if (route.probe) suspects.delete(action);
+	if (e?.type === "REQUEST_TIMEOUT" && e.data?.nodeID) {
+		let nodes = suspects.get(action);
+		if (!nodes) suspects.set(action, (nodes = new Map()));
+		nodes.set(e.data.nodeID, { until: Date.now() + SUSPECT_MS, probing: false });
+	} else if (route.probe && route.nodeID) suspects.get(action)?.delete(route.nodeID);
 }
 
 /**
- * A node other than `avoid` with `action` available (its breaker not open), chosen at random, or
+ * A node not in `avoid` with `action` available (its breaker not open), chosen at random, or
  * undefined when there is none or nothing to avoid (then the broker's strategy picks). Saga calls
  * of an action that just timed out on a node go there: with two replicas and one hung, the round
  * robin sent about every other retry back to the hung one, and a step that timed out three times
  * was compensated — checkouts REJECTED while a healthy replica stood by, until the hung one's
  * breaker opened (test/e2e/adversary/inventory-hung-replica.spec.ts).
  */
-export function otherReplica(broker: ServiceBroker, action: string, avoid: string | undefined): string | undefined {
+export function otherReplica(broker: ServiceBroker, action: string, avoid: ReadonlySet<string> | string | undefined): string | undefined {
 	if (!avoid) return undefined;
+	const avoided = typeof avoid === "string" ? new Set([avoid]) : avoid;
+	if (!avoided.size) return undefined;
 	const list = broker.registry.getActionEndpoints(action) as unknown as { endpoints: { id: string; isAvailable: boolean }[] } | undefined;
-	const others = list?.endpoints.filter(ep => ep.id !== avoid && ep.isAvailable) ?? [];
+	const others = list?.endpoints.filter(ep => !avoided.has(ep.id) && ep.isAvailable) ?? [];
 	return others.length ? others[Math.floor(Math.random() * others.length)].id : undefined;
 }
 
@@ -672,7 +684,7 @@ export function SagaMixin(definitions: SagaDefinition<any>[], opts: SagaOptions 
 		created(this: Svc) {
 			this.sagaOwner = `${this.broker.nodeID}:${hostname()}:${process.pid}`;
 			this._sagaWaiters = new Map<string, Waiter>();
-			this._sagaSuspects = new Map<string, Suspect>();
+			this._sagaSuspects = new Map() as Suspects;
 			// lib/metrics.ts fills the saga_instances gauge from the saga tables of such services when scraped.
 			this.$ownsSagas = true;
 		},

@@ -340,7 +340,13 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 				const o = await this.ownOrder(ctx, ctx.params.id);
 				if (o.status === "CANCELLED") return publicOrder(o);
 				if (o.status !== "CONFIRMED") throw new ConflictError(`An order that is ${o.status} cannot be cancelled`, "NOT_CANCELLABLE");
-				return publicOrder(await this.cancelConfirmed(ctx, o, true));
+				const after = await this.cancelConfirmed(ctx, o, true);
+				// API.md: a cancel's 200 carries the order CANCELLED. A cancellation still running when
+				// the wait ends (payments or the warehouse slow or hung) is a 409 the client repeats, never
+				// a 200 with the order still CONFIRMED (adversary finding; the saga goes on and finishes).
+				// Only here: an operator's full refund, which cancels too, answers with the refund.
+				if (after?.status === "CONFIRMED") throw new ConflictError("The order is being cancelled; repeat the request to see it done", "CANCELLATION_IN_PROGRESS");
+				return publicOrder(after);
 			},
 		},
 
@@ -574,8 +580,8 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 		 * Cancels a CONFIRMED order (customer's cancel, or a full refund before shipment): fulfillment
 		 * refuses first once a parcel shipped (409 NOT_CANCELLABLE); then the cancellation saga voids or
 		 * refunds what is left and releases the stock. `wait`: for the saga to settle, up to
-		 * 2 × CHECKOUT_WAIT_MS (ms); 409 CANCELLATION_IN_PROGRESS when another node drives it or it
-		 * has not finished by then. Answers the order row as it is after (CANCELLED when `wait`).
+		 * 2 × CHECKOUT_WAIT_MS (ms); 409 CANCELLATION_IN_PROGRESS when another node drives it.
+		 * Answers the order row as it is after (still CONFIRMED when the saga has not finished).
 		 */
 		async cancelConfirmed(this: Svc, ctx: Context | null, o: any, wait: boolean) {
 			const call = (action: string, params: Record<string, unknown>) => (ctx ? ctx.call(action, params) : this.broker.call(action, params));
@@ -597,12 +603,7 @@ const OrdersService: ServiceSchema<any, any, any, Svc> = {
 			} else if (wait && !(await this.followSaga(started.sagaId, waitMs))) {
 				throw new ConflictError("The order is being cancelled", "CANCELLATION_IN_PROGRESS");
 			}
-			const after: any = await this.models.Order.findByPk(o.id, { raw: true });
-			// API.md: a cancel's 200 carries the order CANCELLED. A cancellation still running when
-			// the wait ends (payments or the warehouse slow or hung) is a 409 the client repeats, never
-			// a 200 with the order still CONFIRMED (adversary finding; the saga goes on and finishes).
-			if (wait && after?.status === "CONFIRMED") throw new ConflictError("The order is being cancelled; repeat the request to see it done", "CANCELLATION_IN_PROGRESS");
-			return after;
+			return this.models.Order.findByPk(o.id, { raw: true });
 		},
 
 		async ownOrder(this: Svc, ctx: Context<unknown, Meta>, id: string) {

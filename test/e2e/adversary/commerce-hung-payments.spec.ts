@@ -7,9 +7,9 @@
  *
  * Every checkout ends as its token says, every cancel ends 200 CANCELLED and no cancel answers 200
  * with the order still CONFIRMED (it did, 6 of 71, before the cancel answered 409 while its saga
- * runs), and invariants 1–5 hold once the held calls run late. The hung local payments is isolated
- * by its own breaker (lib/graceful.ts settles local calls for the breaker too), so the checkouts of
- * the hang's last 8 s take their usual time.
+ * runs), and invariants 1–5 hold once the held calls run late. The sagas route around the hung
+ * local payments after its first timeouts (mixins/saga.mixin.ts routeFor), so the checkouts of the
+ * hang's last 8 s take their usual time.
  */
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -118,7 +118,7 @@ it("payments hung on one of two commerce replicas: every checkout and cancellati
 	const inv = await checkInvariants(cluster, admin, stockBefore);
 	log("invariants", inv);
 	expect({ bad, badCancels, wrong200, violations: inv.violations }).toEqual({ bad: [], badCancels: [], wrong200: [], violations: [] });
-	// The hung local payments was isolated: the checkouts of the hang's last 8 s took their usual time.
+	// The sagas routed around the hung local payments: the checkouts of the hang's last 8 s took their usual time.
 	expect(summary.lateHang.n).toBeGreaterThanOrEqual(10);
 	expect(summary.lateHang.p50).toBeLessThan(1500);
 });
