@@ -15,7 +15,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SHOP_NODES, TestCluster } from "../support/harness";
-import { ADDRESS, FAULT_ENV, checkInvariants, checkoutWithRetries, log, shopReady, untilTerminal } from "./support";
+import { ADDRESS, FAULT_ENV, checkInvariants, checkoutWithRetries, log, shopReady, stockInFirstWarehouse, untilTerminal } from "./support";
 
 jest.setTimeout(300_000);
 
@@ -30,21 +30,14 @@ const HANG = ["payments.authorize", "payments.capture", "payments.void", "paymen
 
 let admin: string;
 let products: { id: string; sku: string }[];
-const stockBefore: Record<string, any[]> = {};
+let stockBefore: Record<string, any[]>;
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
 beforeAll(async () => {
 	await cluster.start();
 	({ admin, products } = await shopReady(cluster, 4));
 	await cluster.waitStarted("commerce-b");
-	for (const p of products) {
-		const ws = (await cluster.http("GET", `/api/v1/admin/inventory/${p.sku}`, { token: admin })).body.warehouses;
-		for (const [i, w] of ws.entries()) {
-			const r = await cluster.http("PUT", `/api/v1/admin/inventory/${p.sku}`, { token: admin, body: { warehouseId: w.warehouseId, onHand: i === 0 ? 10_000 : 0 } });
-			expect(r.status).toBe(200);
-		}
-		stockBefore[p.sku] = (await cluster.http("GET", `/api/v1/admin/inventory/${p.sku}`, { token: admin })).body.warehouses;
-	}
+	stockBefore = await stockInFirstWarehouse(cluster, admin, products, 10_000);
 }, 180_000);
 
 afterAll(() => cluster.stop());

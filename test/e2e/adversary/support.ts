@@ -105,6 +105,23 @@ export async function checkoutWithRetries(cluster: TestCluster, token: string, k
 	return out;
 }
 
+/**
+ * Puts `onHand` units of each product in its first warehouse and none in the others (as the admin),
+ * and returns each SKU's warehouses as they are then: the `stockBefore` checkInvariants compares with.
+ */
+export async function stockInFirstWarehouse(cluster: TestCluster, admin: string, products: { sku: string }[], onHand: number): Promise<Record<string, any[]>> {
+	const before: Record<string, any[]> = {};
+	for (const p of products) {
+		const ws = (await cluster.http("GET", `/api/v1/admin/inventory/${p.sku}`, { token: admin })).body.warehouses;
+		for (const [i, w] of ws.entries()) {
+			const r = await cluster.http("PUT", `/api/v1/admin/inventory/${p.sku}`, { token: admin, body: { warehouseId: w.warehouseId, onHand: i === 0 ? onHand : 0 } });
+			if (r.status !== 200) throw new Error(`PUT stock of ${p.sku}: ${r.status} ${JSON.stringify(r.body)}`);
+		}
+		before[p.sku] = (await cluster.http("GET", `/api/v1/admin/inventory/${p.sku}`, { token: admin })).body.warehouses;
+	}
+	return before;
+}
+
 /** Follows an order with GET until it leaves PENDING (or `deadlineMs` passes): the order as last read. */
 export async function untilTerminal(cluster: TestCluster, token: string, order: any, deadlineMs = 120_000): Promise<any> {
 	const end = Date.now() + deadlineMs;
